@@ -1,0 +1,72 @@
+"""Parameter files: a plain ``.npz`` of arrays named like a PyTorch state_dict, plus a JSON config.
+
+Loading never unpickles (``allow_pickle=False``), so a file from elsewhere cannot run code.
+Writes go to a temporary file that is renamed into place: a kill mid-write leaves the old file.
+"""
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import jax
+import numpy as np
+
+CONFIG_KEY = "__config__"
+
+
+class CheckpointError(ValueError):
+    """A parameter file that cannot be used, with one sentence saying why and what to do."""
+
+
+def atomic_write(path, write):
+    """Call ``write(file)`` on a temporary file next to ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_params(path, params, config=None):
+    """Write params (flat dict of arrays) and a JSON-able ``config`` to ``path`` (.npz)."""
+    arrays = {name: np.asarray(value) for name, value in params.items()}
+    arrays[CONFIG_KEY] = np.array(json.dumps(config or {}))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def expected_shapes(arch):
+    """{name: shape} of the parameters of the model with architecture ``arch``."""
+    from .model import init_params  # local: model imports this module's package
+    shapes = jax.eval_shape(lambda k: init_params(k, **arch), jax.random.PRNGKey(0))
+    return {name: tuple(s.shape) for name, s in shapes.items()}
+
+
+def load_params(path, architecture=None):
+    """Read (params, config) from ``path``; check every name and shape against the architecture.
+
+    ``architecture`` defaults to the one recorded in the file's config (``config['model']``),
+    or the seed's when the file records none.
+    """
+    from .model import DEFAULT_ARCHITECTURE
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"No parameter file at {path}: train one with `python train.py` or pass --weights.")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise CheckpointError(f"{path} is not a readable parameter file ({err}); retrain or pick another checkpoint.") from None
+    config = json.loads(str(arrays.pop(CONFIG_KEY))) if CONFIG_KEY in arrays else {}
+    arch = dict(DEFAULT_ARCHITECTURE, **(architecture or config.get("model") or {}))
+    arch["channels"] = tuple(arch["channels"])
+    for name, shape in expected_shapes(arch).items():
+        if name not in arrays:
+            raise CheckpointError(f"{path} has no parameter '{name}': it was not written for this model.")
+        if arrays[name].shape != shape:
+            raise CheckpointError(f"Parameter '{name}' in {path} has shape {arrays[name].shape}, "
+                                  f"but the model expects {shape}: the checkpoint is of another architecture.")
+    params = {name: jax.numpy.asarray(arrays[name], jax.numpy.float32) for name in expected_shapes(arch)}
+    return params, config

@@ -1,0 +1,142 @@
+"""Strided 2-D convolution and its transpose, with hand-written gradients.
+
+Shape legend: N = batch, C = input channels, O = output channels, H, W = input height
+and width, Ho, Wo = output height and width, K = kernel size, S = stride, P = padding.
+Activations are NCHW; Conv2D weights are OIHW and TransposedConv2D weights are IOHW, the
+layouts of PyTorch's ``Conv2d`` and ``ConvTranspose2d``. Biases are per output channel.
+
+The three primitives below are everything both layers need, because a transposed
+convolution *is* the input-gradient of a convolution:
+
+    conv2d(x, w)                 y[n,o,h,w]  = Σ_{c,a,b} x_pad[n,c,S·h+a,S·w+b] · w[o,c,a,b]
+    conv2d_input_grad(dy, w)     dx          = convᵀ(dy)  (dy zero-dilated by S, w flipped)
+    conv2d_weight_grad(x, dy)    dw[o,c,a,b] = Σ_{n,h,w} dy[n,o,h,w] · x_pad[n,c,S·h+a,S·w+b]
+
+Each is one ``lax.conv_general_dilated``; ``model/fast.py`` provides faster formulations of
+the same maps for the seed's 4×4, stride-2, padding-1 layers, tested equal to these.
+"""
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from .init import glorot_uniform
+
+
+def conv_output_size(size, kernel, stride, padding):
+    """Spatial size of a convolution's output: ⌊(size + 2P − K)/S⌋ + 1."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def conv2d(x, w, stride, padding):
+    """x: (N,C,H,W), w: (O,C,K,K) -> y: (N,O,Ho,Wo), no bias."""
+    return lax.conv_general_dilated(
+        x, w, window_strides=(stride, stride), padding=((padding, padding),) * 2,
+        dimension_numbers=("NCHW", "OIHW", "NCHW"))
+
+
+def conv2d_input_grad(dy, w, stride, padding, input_hw):
+    """Adjoint of ``conv2d`` in x: dy (N,O,Ho,Wo), w (O,C,K,K) -> dx (N,C,H,W).
+
+    dx = dilate_S(dy) ⋆ flip(w)ᵀ with padding K−1−P on the low side; the high side also
+    receives the rows/columns of x that the stride never reached (they get zero gradient).
+    """
+    k = w.shape[2]
+    pads = []
+    for size, out in zip(input_hw, dy.shape[2:]):
+        uncovered = size + 2 * padding - k - stride * (out - 1)
+        pads.append((k - 1 - padding, k - 1 - padding + uncovered))
+    return lax.conv_general_dilated(
+        dy, jnp.flip(w, (2, 3)), window_strides=(1, 1), padding=pads,
+        lhs_dilation=(stride, stride), dimension_numbers=("NCHW", "IOHW", "NCHW"))
+
+
+def conv2d_weight_grad(x, dy, stride, padding, kernel):
+    """Gradient of ``conv2d`` in w: x (N,C,H,W), dy (N,O,Ho,Wo) -> dw (O,C,K,K).
+
+    dw[o,c,a,b] = Σ_{n,h,w} dy[n,o,h,w] · x_pad[n,c,S·h+a,S·w+b]: a convolution of x with dy
+    dilated by S in which the batch axis is contracted (x read as CNHW, dy as IOHW).
+    """
+    dw = lax.conv_general_dilated(
+        x, dy, window_strides=(1, 1), padding=((padding, padding),) * 2,
+        rhs_dilation=(stride, stride), dimension_numbers=("CNHW", "IOHW", "CNHW"))
+    return dw[:, :, :kernel, :kernel]  # uncovered input rows add taps beyond K: drop them
+
+
+class ConvCache(NamedTuple):
+    x: jax.Array  # the layer's input, (N,C,H,W)
+
+
+class Conv2D:
+    """y = conv(x, W) + b.  x: (N,C,H,W) -> y: (N,O,Ho,Wo); params W (O,C,K,K), b (O,)."""
+
+    def __init__(self, in_channels, out_channels, kernel=4, stride=2, padding=1):
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel, self.stride, self.padding = kernel, stride, padding
+
+    def init(self, key, dtype=jnp.float32):
+        k = self.kernel
+        fan_in, fan_out = self.in_channels * k * k, self.out_channels * k * k
+        shape = (self.out_channels, self.in_channels, k, k)
+        return {"weight": glorot_uniform(key, shape, fan_in, fan_out, dtype),
+                "bias": jnp.zeros((self.out_channels,), dtype)}
+
+    def output_shape(self, input_shape):
+        n, _, h, w = input_shape
+        size = lambda s: conv_output_size(s, self.kernel, self.stride, self.padding)
+        return (n, self.out_channels, size(h), size(w))
+
+    def forward(self, params, x):
+        y = conv2d(x, params["weight"], self.stride, self.padding)
+        return y + params["bias"][None, :, None, None], ConvCache(x)
+
+    def backward(self, params, cache, dy):
+        dx = conv2d_input_grad(dy, params["weight"], self.stride, self.padding, cache.x.shape[2:])  # dx = convᵀ(dy, W)
+        return dx, self.param_grads(cache, dy)
+
+    def param_grads(self, cache, dy):
+        """The parameter half of ``backward``, for a first layer whose dx nobody needs."""
+        dw = conv2d_weight_grad(cache.x, dy, self.stride, self.padding, self.kernel)  # dW = Σ dy ⊗ x-patches
+        db = dy.sum(axis=(0, 2, 3))  # db = Σ_{n,h,w} dy
+        return {"weight": dw, "bias": db}
+
+
+class TransposedConv2D:
+    """y = convᵀ(x, W) + b, PyTorch's ConvTranspose2d.
+
+    x: (N,C,H,W) -> y: (N,O,Ho,Wo) with Ho = (H−1)·S − 2P + K + output_padding;
+    params W (C,O,K,K), b (O,). convᵀ with weight W is the input-gradient of a conv from O to
+    C channels with the same W read as OIHW, so forward and backward swap the conv primitives.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel=4, stride=2, padding=1, output_padding=0):
+        if not 0 <= output_padding < stride:
+            raise ValueError(f"output_padding must be in [0, stride), got {output_padding}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel, self.stride, self.padding = kernel, stride, padding
+        self.output_padding = output_padding
+
+    def init(self, key, dtype=jnp.float32):
+        k = self.kernel
+        fan_in, fan_out = self.in_channels * k * k, self.out_channels * k * k
+        shape = (self.in_channels, self.out_channels, k, k)
+        return {"weight": glorot_uniform(key, shape, fan_in, fan_out, dtype),
+                "bias": jnp.zeros((self.out_channels,), dtype)}
+
+    def output_shape(self, input_shape):
+        n, _, h, w = input_shape
+        size = lambda s: (s - 1) * self.stride - 2 * self.padding + self.kernel + self.output_padding
+        return (n, self.out_channels, size(h), size(w))
+
+    def forward(self, params, x):
+        out_hw = self.output_shape(x.shape)[2:]
+        y = conv2d_input_grad(x, params["weight"], self.stride, self.padding, out_hw)
+        return y + params["bias"][None, :, None, None], ConvCache(x)
+
+    def backward(self, params, cache, dy):
+        x = cache.x
+        dx = conv2d(dy, params["weight"], self.stride, self.padding)  # dx = conv(dy, W)
+        dw = conv2d_weight_grad(dy, x, self.stride, self.padding, self.kernel)  # dW[c,o] = Σ x ⊗ dy-patches
+        db = dy.sum(axis=(0, 2, 3))  # db = Σ_{n,h,w} dy
+        return dx, {"weight": dw, "bias": db}

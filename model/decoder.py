@@ -1,0 +1,60 @@
+"""Decoder: Dense to (C,8,8), then three stride-2 transposed convolutions, ReLU, ReLU, Sigmoid.
+
+    z (N,128) → fc → (N,8192) → reshape → (N,128,8,8) → deconv1 → ReLU → (N,64,16,16)
+      → deconv2 → ReLU → (N,32,32,32) → deconv3 → Sigmoid → (N,3,64,64)
+"""
+from typing import NamedTuple
+
+from .activation import ReLU, Sigmoid
+from .conv import TransposedConv2D
+from .dense import Dense
+from .params import prefixed, sub
+
+
+class DecoderCache(NamedTuple):
+    fc: object      # Dense cache
+    deconvs: tuple  # per transposed conv: (its cache, its activation's cache)
+
+
+class Decoder:
+    def __init__(self, out_channels=3, channels=(32, 64, 128), latent_dim=128, image_size=64):
+        widths = tuple(reversed(channels)) + (out_channels,)  # 128, 64, 32, 3
+        self.start_channels = widths[0]
+        self.start_size = image_size // 2 ** len(channels)
+        self.fc = Dense(latent_dim, widths[0] * self.start_size ** 2)
+        self.deconvs = [(f"decoder.deconv{i + 1}", TransposedConv2D(widths[i], widths[i + 1], 4, 2, 1))
+                        for i in range(len(channels))]
+
+    def init(self, keys):
+        params = prefixed("decoder.fc", self.fc.init(keys[0]))
+        for (name, layer), key in zip(self.deconvs, keys[1:]):
+            params.update(prefixed(name, layer.init(key)))
+        return params
+
+    def forward(self, params, z):
+        """z: (N,D) -> x_hat: (N,3,H,W) in (0,1), cache."""
+        h, fc_cache = self.fc.forward(sub(params, "decoder.fc"), z)
+        h = h.reshape(h.shape[0], self.start_channels, self.start_size, self.start_size)
+        caches = []
+        for i, (name, layer) in enumerate(self.deconvs):
+            h, deconv_cache = layer.forward(sub(params, name), h)
+            activation = Sigmoid if i == len(self.deconvs) - 1 else ReLU
+            h, act_cache = activation.forward(h)
+            caches.append((deconv_cache, act_cache))
+        return h, DecoderCache(fc_cache, tuple(caches))
+
+    def backward(self, params, cache, dx_hat):
+        """Walks the forward in reverse: returns (dz, parameter gradients)."""
+        grads = {}
+        dh = dx_hat
+        for i in reversed(range(len(self.deconvs))):
+            name, layer = self.deconvs[i]
+            deconv_cache, act_cache = cache.deconvs[i]
+            activation = Sigmoid if i == len(self.deconvs) - 1 else ReLU
+            dh = activation.backward(act_cache, dh)
+            dh, dlayer = layer.backward(sub(params, name), deconv_cache, dh)
+            grads.update(prefixed(name, dlayer))
+        dh = dh.reshape(dh.shape[0], -1)  # flatten (N,C,H,W) -> (N, C·H·W)
+        dz, dfc = self.fc.backward(sub(params, "decoder.fc"), cache.fc, dh)
+        grads.update(prefixed("decoder.fc", dfc))
+        return dz, grads

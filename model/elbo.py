@@ -1,0 +1,39 @@
+"""The β-VAE objective: summed squared error per image plus β times the Gaussian KL.
+
+    recon = (1/N) Σ_n Σ_pixels (x̂ − x)²
+    kl    = (1/N) Σ_n −½ Σ_d (1 + log σ² − μ² − σ²)
+    loss  = recon + β · kl          (the negative ELBO, up to constants, for β = 1)
+"""
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class ELBOCache(NamedTuple):
+    diff: jax.Array    # x̂ − x, (N,C,H,W)
+    mu: jax.Array      # (N, D)
+    logvar: jax.Array  # (N, D)
+
+
+class ELBO:
+    def __init__(self, beta=0.5):
+        self.beta = beta
+
+    def forward(self, x_hat, x, mu, logvar):
+        """Returns ({'loss', 'recon', 'kl'} batch means, cache)."""
+        n = x.shape[0]
+        diff = x_hat - x
+        recon = jnp.sum(diff * diff) / n
+        kl = -0.5 * jnp.sum(1 + logvar - mu * mu - jnp.exp(logvar)) / n
+        metrics = {"loss": recon + self.beta * kl, "recon": recon, "kl": kl}
+        return metrics, ELBOCache(diff, mu, logvar)
+
+    def backward(self, cache, dloss=1.0):
+        """Gradients of the loss in x̂, μ and log σ²."""
+        n = cache.diff.shape[0]
+        scale = dloss / n
+        dx_hat = 2 * scale * cache.diff  # ∂recon/∂x̂ = 2(x̂ − x)/N
+        dmu = self.beta * scale * cache.mu  # ∂(β·kl)/∂μ = β·μ/N
+        dlogvar = self.beta * scale * 0.5 * (jnp.exp(cache.logvar) - 1)  # ∂(β·kl)/∂logσ² = β·½(σ² − 1)/N
+        return dx_hat, dmu, dlogvar
