@@ -70,3 +70,47 @@ def load_params(path, architecture=None):
                                   f"but the model expects {shape}: the checkpoint is of another architecture.")
     params = {name: jax.numpy.asarray(arrays[name], jax.numpy.float32) for name in expected_shapes(arch)}
     return params, config
+
+
+PARAMS_FILE = "params.npz"
+EPOCH_PREFIX = "epoch_"
+
+
+def epoch_dirs(weights_dir):
+    """[(epoch, path)] of the complete ``weights/epoch_N/`` checkpoints, oldest first."""
+    weights_dir = Path(weights_dir)
+    found = []
+    if weights_dir.is_dir():
+        for path in weights_dir.iterdir():
+            suffix = path.name[len(EPOCH_PREFIX):]
+            if path.name.startswith(EPOCH_PREFIX) and suffix.isdigit() and (path / PARAMS_FILE).is_file():
+                found.append((int(suffix), path))
+    return sorted(found)
+
+
+def latest_checkpoint(weights_dir="weights"):
+    """The newest ``weights_dir/epoch_N`` holding a parameter file, or None."""
+    found = epoch_dirs(weights_dir)
+    return found[-1][1] if found else None
+
+
+def resolve_weights(weights=None, weights_dir="weights"):
+    """The params file to load: ``weights`` (a params file or an epoch folder) or the latest one.
+
+    Raises CheckpointError with one sentence when there is none.
+    """
+    if weights is None:
+        latest = latest_checkpoint(weights_dir)
+        if latest is None:
+            raise CheckpointError(f"No checkpoint found in {weights_dir}/: train one first with "
+                                  f"`python train.py --dataset shapes`, or pass --weights PATH.")
+        return latest / PARAMS_FILE
+    path = Path(weights)
+    return path / PARAMS_FILE if path.is_dir() else path
+
+
+def load_checkpoint(weights=None, weights_dir="weights"):
+    """(params, config, path) of a checkpoint; see ``resolve_weights`` for what is looked up."""
+    path = resolve_weights(weights, weights_dir)
+    params, config = load_params(path)
+    return params, config, path

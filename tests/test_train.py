@@ -1,0 +1,193 @@
+"""train.py: checkpoints, exact resumption, failure messages, data-parallel equivalence."""
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import train
+from model import count_params, load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--dataset", "shapes", "--limit", "128", "--batch-size", "32", "--val-images", "64",
+        "--channels", "4", "8", "8", "--latent-dim", "4", "--no-progress", "--log-every", "2"]
+
+
+def run(tmp_path, *extra, name="w"):
+    args = train.build_parser().parse_args(TINY + ["--weights-dir", str(tmp_path / name)] + list(extra))
+    return train.train(train.config_from_args(args), weights_dir=tmp_path / name, resume=args.resume,
+                       keep=args.keep, progress=False, log=lambda *_: None)
+
+
+def params_of(folder):
+    return load_checkpoint(folder)[0]
+
+
+def assert_same_params(a, b, rtol=1e-6):
+    assert set(a) == set(b)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=rtol, atol=1e-7, err_msg=k)
+
+
+def test_run_writes_checkpoints_and_history(tmp_path):
+    summary = run(tmp_path, "--epochs", "2")
+    w = tmp_path / "w"
+    assert sorted(p.name for p in w.iterdir()) == ["epoch_1", "epoch_2", "history.json"]
+    for name in ("params.npz", "optimizer.npz", "trainer.json"):
+        assert (w / "epoch_2" / name).is_file()
+    history = json.loads((w / "history.json").read_text())
+    assert [e["epoch"] for e in history["epochs"]] == [1, 2]
+    assert {"train_loss", "val_loss", "val_recon", "val_kl", "images_per_s", "wall_time"} <= set(history["epochs"][0])
+    assert [s["step"] for s in history["steps"]] == list(range(1, 9))
+    assert {"loss", "recon", "kl", "grad_norm", "lr", "wall_time", "images_per_s"} <= set(history["steps"][0])
+    params, config, _ = load_checkpoint(w / "epoch_2")
+    assert config["train"]["batch_size"] == 32 and config["data"]["dataset"] == "shapes"
+    assert config["model"]["latent_dim"] == 4
+    assert_same_params(params, jax.device_get(summary["state"].params), rtol=0)
+    assert summary["step"] == 8
+
+
+def test_two_epochs_equal_one_epoch_plus_a_resumed_epoch(tmp_path):
+    run(tmp_path, "--epochs", "2", name="straight")
+    run(tmp_path, "--epochs", "1", name="split")
+    run(tmp_path, "--epochs", "2", "--resume", name="split")
+    assert_same_params(params_of(tmp_path / "straight" / "epoch_2"), params_of(tmp_path / "split" / "epoch_2"))
+    straight = json.loads((tmp_path / "straight" / "history.json").read_text())
+    split = json.loads((tmp_path / "split" / "history.json").read_text())
+    assert [s["step"] for s in split["steps"]] == [s["step"] for s in straight["steps"]]
+    np.testing.assert_allclose([s["loss"] for s in split["steps"]], [s["loss"] for s in straight["steps"]], rtol=1e-5)
+
+
+def test_max_steps_stops_mid_epoch_and_resumes_exactly(tmp_path):
+    run(tmp_path, "--epochs", "2", name="straight")
+    summary = run(tmp_path, "--epochs", "2", "--max-steps", "3", name="split")
+    assert summary["step"] == 3 and (tmp_path / "split" / "epoch_1").is_dir()
+    progress = json.loads((tmp_path / "split" / "epoch_1" / "trainer.json").read_text())
+    assert progress == {**progress, "epoch": 0, "batch": 3, "step": 3}
+    run(tmp_path, "--epochs", "2", "--resume", name="split")
+    assert_same_params(params_of(tmp_path / "straight" / "epoch_2"), params_of(tmp_path / "split" / "epoch_2"))
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, monkeypatch):
+    run(tmp_path, "--epochs", "1", name="straight")
+    real_step, calls = train.train_step, []
+
+    def step_then_interrupt(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C during step 2
+        return real_step(*args)
+
+    monkeypatch.setattr(train, "train_step", step_then_interrupt)
+    summary = run(tmp_path, "--epochs", "1", name="split")
+    monkeypatch.setattr(train, "train_step", real_step)
+    assert summary["interrupted"] and summary["step"] == 2
+    assert (tmp_path / "split" / "interrupted" / "params.npz").is_file()
+    run(tmp_path, "--epochs", "1", "--resume", name="split")
+    assert not (tmp_path / "split" / "interrupted").exists()
+    assert_same_params(params_of(tmp_path / "straight" / "epoch_1"), params_of(tmp_path / "split" / "epoch_1"))
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    run(tmp_path, "--epochs", "1")
+    before = params_of(tmp_path / "w" / "epoch_1")
+    real_step = train.train_step
+
+    def nan_at_step_6(state, x, key):
+        state, metrics = real_step(state, x, key)
+        if int(state.opt.step) == 6:
+            metrics = dict(metrics, loss=jnp.nan)
+        return state, metrics
+
+    monkeypatch.setattr(train, "train_step", nan_at_step_6)
+    with pytest.raises(train.TrainingError, match="at step 6"):
+        run(tmp_path, "--epochs", "2", "--resume")
+    assert not (tmp_path / "w" / "epoch_2").exists()
+    assert_same_params(before, params_of(tmp_path / "w" / "epoch_1"), rtol=0)
+
+
+def test_keep_prunes_old_checkpoints(tmp_path):
+    run(tmp_path, "--epochs", "3", "--keep", "2")
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["epoch_2", "epoch_3", "history.json"]
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--resume"], "found no checkpoint"),
+    (["--batch-size", "512"], "fewer than one batch"),
+])
+def test_clear_messages(tmp_path, capsys, extra, message):
+    code = train.main(TINY + ["--weights-dir", str(tmp_path / "w")] + extra)
+    err = capsys.readouterr().err
+    assert code == 1 and message in err and "Traceback" not in err
+    assert err.count("\n") == 1
+
+
+def test_resume_with_another_architecture_is_refused(tmp_path, capsys):
+    run(tmp_path, "--epochs", "1")
+    code = train.main(TINY + ["--weights-dir", str(tmp_path / "w"), "--resume", "--latent-dim", "6"])
+    err = capsys.readouterr().err
+    assert code == 1 and "another architecture" in err and "Traceback" not in err
+
+
+def test_missing_celeba_says_what_to_do(tmp_path, capsys):
+    code = train.main(["--dataset", "celeba", "--data-dir", str(tmp_path / "nothing"), "--no-progress",
+                       "--weights-dir", str(tmp_path / "w")])
+    err = capsys.readouterr().err
+    assert code == 1 and "--dataset shapes" in err and "Traceback" not in err
+
+
+def test_defaults_are_the_seeds():
+    config = train.config_from_args(train.build_parser().parse_args([]))
+    assert config["data"]["dataset"] == "celeba"
+    assert config["model"]["latent_dim"] is None and config["model"]["channels"] is None  # resolved in train()
+    assert config["train"] | {"epochs": 100, "batch_size": 512, "lr": 1e-3, "b1": 0.9, "b2": 0.999,
+                              "weight_decay": 0.01, "beta": 0.5} == config["train"]
+
+
+def test_a_new_run_gets_the_seeds_architecture(tmp_path):
+    config = train.config_from_args(train.build_parser().parse_args(["--dataset", "shapes", "--limit", "64"]))
+    config["train"].update(max_steps=0, val_images=0)
+    summary = train.train(config, weights_dir=tmp_path, progress=False, log=lambda *_: None)
+    assert summary["step"] == 0  # max_steps 0: the model is built, nothing is trained
+    assert count_params(summary["state"].params) == 3_485_251
+
+
+def test_resume_without_architecture_flags_takes_the_checkpoints(tmp_path):
+    run(tmp_path, "--epochs", "1")
+    args = train.build_parser().parse_args(["--dataset", "shapes", "--no-progress", "--epochs", "2", "--resume",
+                                            "--weights-dir", str(tmp_path / "w")])
+    assert args.latent_dim is None
+    summary = train.train(train.config_from_args(args), weights_dir=tmp_path / "w", resume=True, progress=False,
+                          log=lambda *_: None)
+    assert summary["epoch"] == 2
+    assert load_checkpoint(tmp_path / "w" / "epoch_2")[1]["model"]["latent_dim"] == 4
+
+
+TWO_DEVICE_SCRIPT = """
+import json, sys
+import jax, numpy as np
+import train
+args = train.build_parser().parse_args(json.loads(sys.argv[1]))
+summary = train.train(train.config_from_args(args), weights_dir=sys.argv[2], progress=False, log=lambda *_: None)
+print(json.dumps({"devices": jax.device_count()}))
+"""
+
+
+def test_two_devices_train_like_one(tmp_path):
+    """Data-parallel over 2 (forced host) devices gives the parameters of 1-device training."""
+    args = TINY + ["--epochs", "1"]
+    outputs = {}
+    for devices in (1, 2):
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+        result = subprocess.run([sys.executable, "-c", TWO_DEVICE_SCRIPT, json.dumps(args), str(tmp_path / f"d{devices}")],
+                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert json.loads(result.stdout.strip().splitlines()[-1])["devices"] == devices
+        outputs[devices] = params_of(tmp_path / f"d{devices}" / "epoch_1")
+    assert_same_params(outputs[1], outputs[2], rtol=1e-4)
