@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from . import fast_conv
 from .init import glorot_uniform
 
 
@@ -37,7 +38,21 @@ def conv2d(x, w, stride, padding):
 
 
 def conv2d_input_grad(dy, w, stride, padding, input_hw):
-    """Adjoint of ``conv2d`` in x: dy (N,O,Ho,Wo), w (O,C,K,K) -> dx (N,C,H,W).
+    """Adjoint of ``conv2d`` in x: dy (N,O,Ho,Wo), w (O,C,K,K) -> dx (N,C,H,W)."""
+    if fast_conv.applies(w.shape[2], stride, padding, input_hw, dy.shape[2:]):
+        return fast_conv.input_grad(dy, w)
+    return lax_conv2d_input_grad(dy, w, stride, padding, input_hw)
+
+
+def conv2d_weight_grad(x, dy, stride, padding, kernel):
+    """Gradient of ``conv2d`` in w: x (N,C,H,W), dy (N,O,Ho,Wo) -> dw (O,C,K,K)."""
+    if fast_conv.applies(kernel, stride, padding, x.shape[2:], dy.shape[2:]):
+        return fast_conv.weight_grad(x, dy)
+    return lax_conv2d_weight_grad(x, dy, stride, padding, kernel)
+
+
+def lax_conv2d_input_grad(dy, w, stride, padding, input_hw):
+    """``conv2d_input_grad`` for any hyperparameters, as one lax convolution.
 
     dx = dilate_S(dy) ⋆ flip(w)ᵀ with padding K−1−P on the low side; the high side also
     receives the rows/columns of x that the stride never reached (they get zero gradient).
@@ -52,8 +67,8 @@ def conv2d_input_grad(dy, w, stride, padding, input_hw):
         lhs_dilation=(stride, stride), dimension_numbers=("NCHW", "IOHW", "NCHW"))
 
 
-def conv2d_weight_grad(x, dy, stride, padding, kernel):
-    """Gradient of ``conv2d`` in w: x (N,C,H,W), dy (N,O,Ho,Wo) -> dw (O,C,K,K).
+def lax_conv2d_weight_grad(x, dy, stride, padding, kernel):
+    """``conv2d_weight_grad`` for any hyperparameters, as one lax convolution.
 
     dw[o,c,a,b] = Σ_{n,h,w} dy[n,o,h,w] · x_pad[n,c,S·h+a,S·w+b]: a convolution of x with dy
     dilated by S in which the batch axis is contracted (x read as CNHW, dy as IOHW).
