@@ -29,7 +29,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import jax
 import numpy as np
 
 import figures
@@ -71,9 +70,13 @@ def build_parser():
 # --------------------------------------------------------------------------- #
 
 
-def reconstruction_grid(params, images, path, *, indices=None, batch_size=su.DEFAULT_BATCH_SIZE) -> Path:
-    """Originals (top row) over their reconstructions decoded from μ (bottom row)."""
-    mu, _ = su.encode_all(params, images, batch_size)
+def reconstruction_grid(params, images, path, *, mu=None, indices=None, batch_size=su.DEFAULT_BATCH_SIZE) -> Path:
+    """Originals (top row) over their reconstructions decoded from μ (bottom row).
+
+    ``mu``: the images' posterior means when already computed.
+    """
+    if mu is None:
+        mu, _ = su.encode_all(params, images, batch_size)
     recon = su.decode_all(params, mu, batch_size)
     originals = su.as_float(images)
     indices = range(len(images)) if indices is None else indices
@@ -83,10 +86,13 @@ def reconstruction_grid(params, images, path, *, indices=None, batch_size=su.DEF
 
 
 def prior_samples(params, num_samples: int, seed: int) -> np.ndarray:
-    """Decodes (N, 3, H, W) of ``num_samples`` draws z ~ N(0, I) from ``PRNGKey(seed)``."""
+    """Decodes (N, 3, H, W) of ``num_samples`` draws z ~ N(0, I) from a NumPy generator seeded with ``seed``.
+
+    (NumPy rather than jax.random: the same draws on every backend, and no PRNG kernel to compile.)
+    """
     latent_dim = int(params["encoder.fc_mu.weight"].shape[0])
-    z = jax.random.normal(jax.random.PRNGKey(seed), (num_samples, latent_dim))
-    return su.decode_all(params, np.asarray(z))
+    z = np.random.default_rng(seed).standard_normal((num_samples, latent_dim), dtype=np.float32)
+    return su.decode_all(params, z)
 
 
 def samples_grid(params, num_samples: int, seed: int, path) -> Path:
@@ -123,12 +129,18 @@ def traversal_latents(mu, dims, values, *, relative: bool = False) -> np.ndarray
     return z
 
 
-def traversal_grid(params, image, kl, path, *, num_dims=8, steps=9, relative=False, index=0) -> tuple[Path, np.ndarray]:
-    """The latent traversal figure around ``image``'s μ; returns (path, the dimensions shown)."""
-    mu, _ = su.encode_all(params, np.asarray(image)[None])
+def traversal_grid(params, image, kl, path, *, mu=None, num_dims=8, steps=9, relative=False,
+                   index=0) -> tuple[Path, np.ndarray]:
+    """The latent traversal figure around ``image``'s μ (given, or computed here).
+
+    ``kl``: (D,) average KL of each latent dimension, which orders the rows.
+    Returns (path, the dimensions shown).
+    """
+    if mu is None:
+        mu = su.encode_all(params, np.asarray(image)[None])[0][0]
     dims = rank_dimensions(kl)[:num_dims]
     values = traversal_values(steps)
-    z = traversal_latents(mu[0], dims, values, relative=relative)
+    z = traversal_latents(mu, dims, values, relative=relative)
     decoded = su.decode_all(params, z.reshape(-1, z.shape[-1])).reshape(z.shape[:2] + (-1,) + image.shape[-2:])
     original = su.as_float(image)
     grid = [[original if i == 0 else None] + list(decoded[i]) for i in range(len(dims))]
@@ -154,13 +166,14 @@ def evaluate(params, images, out_dir, *, num_images=8, num_samples=64, seed=0, t
     if traverse_index >= len(images):
         raise su.ScriptError(f"--traverse-index {traverse_index} is past the {len(images)} test images loaded; "
                              f"pick one below {len(images)}.")
-    shown = images[:num_images]
-    recon_path = reconstruction_grid(params, shown, out_dir / RECONSTRUCTION_FILE, batch_size=batch_size)
-    samples_path = samples_grid(params, num_samples, seed, out_dir / SAMPLES_FILE)
     mu, logvar = su.encode_all(params, images, batch_size)
+    recon_path = reconstruction_grid(params, images[:num_images], out_dir / RECONSTRUCTION_FILE,
+                                     mu=mu[:num_images], batch_size=batch_size)
+    samples_path = samples_grid(params, num_samples, seed, out_dir / SAMPLES_FILE)
     kl = kl_per_dimension(mu, logvar)
     latent_dim = mu.shape[1]
     traversal_path, dims = traversal_grid(params, images[traverse_index], kl, out_dir / TRAVERSAL_FILE,
+                                          mu=mu[traverse_index],
                                           num_dims=min(traverse_dims, latent_dim), steps=traverse_steps,
                                           relative=traverse_relative, index=traverse_index)
     return {"reconstruction": recon_path, "samples": samples_path, "traversals": traversal_path,

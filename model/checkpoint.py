@@ -40,8 +40,7 @@ def save_params(path, params, config=None):
 def expected_shapes(arch):
     """{name: shape} of the parameters of the model with architecture ``arch``."""
     from .model import init_params  # local: model imports this module's package
-    shapes = jax.eval_shape(lambda k: init_params(k, **arch), jax.random.PRNGKey(0))
-    return {name: tuple(s.shape) for name, s in shapes.items()}
+    return {name: tuple(p.shape) for name, p in init_params(jax.random.PRNGKey(0), **arch).items()}
 
 
 def load_params(path, architecture=None):

@@ -12,8 +12,35 @@ convolution *is* the input-gradient of a convolution:
     conv2d_input_grad(dy, w)     dx          = convᵀ(dy)  (dy zero-dilated by S, w flipped)
     conv2d_weight_grad(x, dy)    dw[o,c,a,b] = Σ_{n,h,w} dy[n,o,h,w] · x_pad[n,c,S·h+a,S·w+b]
 
-Each is one ``lax.conv_general_dilated``; ``model/fast.py`` provides faster formulations of
-the same maps for the seed's 4×4, stride-2, padding-1 layers, tested equal to these.
+For any hyperparameters each is one ``lax.conv_general_dilated`` (``lax_conv2d_*``). For 4×4
+kernels, stride 2, padding 1 and even sizes (every layer of the seed model) the two gradient
+maps dispatch to the formulations of ``model/fast_conv.py``, tested equal to the lax ones:
+
+    layers           C→O      map           formulation          used for
+    conv1 / deconv3  3→32     forward       lax NCHW             conv1 y, deconv3 dx
+                              input grad    GEMM + col2im        deconv3 y
+                              weight grad   im2col GEMM          conv1 dW, deconv3 dW
+    conv2 / deconv2  32→64    forward       lax NCHW             conv2 y, deconv2 dx
+                              input grad    space-to-depth       conv2 dx, deconv2 y
+                              weight grad   16 tap GEMMs         conv2 dW, deconv2 dW
+    conv3 / deconv1  64→128   forward       lax NCHW             conv3 y, deconv1 dx
+                              input grad    space-to-depth       conv3 dx, deconv1 y
+                              weight grad   16 tap GEMMs         conv3 dW, deconv1 dW
+
+Chosen on a shared 2-core Zen 3 (AVX2), jax 0.10.2 CPU, batch 64, float32, from medians of
+interleaved runs (``benchmarks/layers.py`` times each candidate alone, ``benchmarks/train_step.py``
+the whole step). What decided:
+  * 3-channel maps: the lax weight gradient ran at ≈ 10 % of the float32 matmul peak measured in
+    the same run, the im2col GEMM at ≈ 27 % (76 → 28 ms); GEMM + col2im beat the lax input
+    gradient 24.5 vs 28.6 ms; for the forward no candidate beat lax by more than the noise.
+  * input gradient of the wide layers: space-to-depth (a stride-1 2×2 conv, no zero-dilation)
+    ≈ 75–80 % of peak against ≈ 54–72 % for lax (conv2: 53 vs 74 ms); the 4-phase split was equal.
+  * weight gradient of the wide layers: alone, lax and the tap GEMMs were within the noise of
+    each other (conv3: 50 vs 57 ms, conv2: 79–144 vs 110–127 ms across runs); in the whole
+    differentiated model the tap GEMMs were faster in every interleaved comparison (e.g. 771 vs
+    808 ms per batch-64 loss_and_grads), so they are used.
+  * The whole ``loss_and_grads`` at batch 64: 63–66 % of the matmul peak against 54–58 % with the
+    lax maps only (1092–1148 vs 1276–1297 ms under load).
 """
 from typing import NamedTuple
 

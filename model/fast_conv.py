@@ -2,7 +2,7 @@
 
 Shape legend as in ``model/conv.py``: N batch, C conv input channels, O conv output channels,
 H, W the conv input's height and width (both even), Ho = H/2, Wo = W/2, P = Ho + 1, Q = Wo + 1.
-Arrays enter and leave in NCHW, weights in OIHW; inside, activations are NHWC.
+Arrays enter and leave in NCHW, weights in OIHW; the space-to-depth arrays are NHWC.
 
 Space-to-depth. Write each tap a = 2i + r (i, r ∈ {0, 1}). The padded input x_pad (H+2 rows)
 read as blocks of 2×2 pixels is X = s2d(x_pad): (N, P, Q, 4C), channel (r, s, c). Then
@@ -16,7 +16,9 @@ dilated. Both gradients follow from that identity:
     dX[n,p,q,k]  = Σ_{i,j,o} dy[n,o,p−i,q−j] · w2[i,j,k,o]   a stride-1 "full" 2×2 conv of dy
     dw2[i,j,k,o] = Σ_{n,h,w} X[n,h+i,w+j,k] · dy[n,o,h,w]    GEMMs over shifted views of X
 
-and dx is dX read back as pixels (depth-to-space) without its one-pixel border.
+and dx is dX read back as pixels (depth-to-space) without its one-pixel border. The weight
+gradient of the wide layers is taken tap by tap instead: 16 GEMMs, each over a stride-2 view
+of x_pad, measured faster inside the whole step than one GEMM over a materialised copy.
 
 Layers with 3 channels make GEMMs with a narrow dimension, which XLA:CPU runs poorly through
 its convolution emitter; for them the maps are written as GEMMs over explicit patches

@@ -15,7 +15,7 @@ import metrics
 import plots
 import script_utils as su
 import shapes
-from model import CheckpointError, init_params, init_state, save_params, train_step
+from model import CheckpointError, init_params, init_state, load_params, save_params, train_step
 
 SMALL = {"in_channels": 3, "channels": [8, 16, 32], "latent_dim": 8, "image_size": 64}
 DATA = {"dataset": "shapes", "data_dir": None, "crop": 148, "cache_dir": None, "limit": None}
@@ -28,24 +28,25 @@ def _config(beta=0.5, model=SMALL):
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    """weights/epoch_{1,2}/params.npz of a small model trained a few steps on shapes, and a history."""
+    """weights/epoch_{1,2}/params.npz of a small model trained 2 + 2 steps on shapes, and a history."""
     root = tmp_path_factory.mktemp("run")
     weights = root / "weights"
-    params = init_params(jax.random.PRNGKey(0), channels=tuple(SMALL["channels"]), latent_dim=SMALL["latent_dim"])
-    state = init_state(params, beta=0.5, lr=2e-3)
     images, _ = shapes.make_split("train", 32)
     epochs, steps = [], []
+    state = init_state(init_params(jax.random.PRNGKey(0), channels=tuple(SMALL["channels"]),
+                                   latent_dim=SMALL["latent_dim"]), beta=0.5, lr=2e-3)
     for step in range(1, 5):
-        state, m = train_step(state, images[(step % 2) * 16:(step % 2) * 16 + 16], jax.random.PRNGKey(step))
-        steps.append({"step": step, "epoch": 1 + (step - 1) // 2, "loss": float(m["loss"]), "recon": float(m["recon"]),
-                      "kl": float(m["kl"]), "grad_norm": float(m["grad_norm"]), "lr": 2e-3, "wall_time": step,
+        batch = images[(step % 2) * 16:(step % 2) * 16 + 16]
+        state, m = train_step(state, batch, jax.random.PRNGKey(step))
+        m = {k: float(v) for k, v in m.items()}
+        steps.append({"step": step, "epoch": 1 + (step - 1) // 2, "loss": m["loss"], "recon": m["recon"],
+                      "kl": m["kl"], "grad_norm": m["grad_norm"], "lr": 2e-3, "wall_time": step,
                       "images_per_s": 100.0})
         if step % 2 == 0:
             epoch = step // 2
-            epochs.append({"epoch": epoch, "step": step, "train_loss": float(m["loss"]),
-                           "train_recon": float(m["recon"]), "train_kl": float(m["kl"]),
-                           "val_loss": 1.1 * float(m["loss"]), "val_recon": 1.1 * float(m["recon"]),
-                           "val_kl": float(m["kl"]), "wall_time": step, "images_per_s": 100.0})
+            epochs.append({"epoch": epoch, "step": step, "train_loss": m["loss"], "train_recon": m["recon"],
+                           "train_kl": m["kl"], "val_loss": 1.1 * m["loss"], "val_recon": 1.1 * m["recon"],
+                           "val_kl": m["kl"], "wall_time": step, "images_per_s": 100.0})
             save_params(weights / f"epoch_{epoch}" / "params.npz", state.params, _config())
     (weights / "history.json").write_text(json.dumps({"config": _config(), "epochs": epochs, "steps": steps}))
     return root
@@ -72,32 +73,34 @@ def _common(run_dir, out):
 
 
 def test_evaluate_writes_three_figures(run_dir, tmp_path, capsys):
-    argv = _common(run_dir, tmp_path) + ["--num-images", "6", "--num-samples", "10", "--rank-images", "16",
-                                          "--traverse-dims", "4", "--traverse-steps", "5", "--seed", "1"]
+    # 8 everywhere (2 dims x 4 steps = 8 decodes) so that encode/decode compile for one batch size.
+    argv = _common(run_dir, tmp_path) + ["--num-images", "8", "--num-samples", "8", "--rank-images", "8",
+                                          "--traverse-dims", "2", "--traverse-steps", "4", "--seed", "1",
+                                          "--traverse-index", "3"]
     assert evaluate.main(argv) == 0
     out = capsys.readouterr().out
     assert "epoch_2" in out  # the newest checkpoint by default
     size = _png_size(tmp_path / evaluate.RECONSTRUCTION_FILE)
-    assert size == figures.grid_pixel_size(2, 6, row_labels=True, col_labels=True, title=True)
-    assert size == (figures.ROW_LABEL_PX + 6 * 128 + 5 * figures.GAP + figures.MARGIN_PX,
+    assert size == figures.grid_pixel_size(2, 8, row_labels=True, col_labels=True, title=True)
+    assert size == (figures.ROW_LABEL_PX + 8 * 128 + 7 * figures.GAP + figures.MARGIN_PX,
                     figures.TITLE_PX + figures.COL_LABEL_PX + 2 * 128 + figures.GAP + figures.MARGIN_PX)
-    assert _png_size(tmp_path / evaluate.SAMPLES_FILE) == figures.grid_pixel_size(3, 4, title=True)  # 10 -> 3x4
+    assert _png_size(tmp_path / evaluate.SAMPLES_FILE) == figures.grid_pixel_size(3, 3, title=True)  # 8 -> 3x3
     assert _png_size(tmp_path / evaluate.TRAVERSAL_FILE) == figures.grid_pixel_size(
-        4, 6, row_labels=True, col_labels=True, title=True, col_breaks=(0,))
+        2, 5, row_labels=True, col_labels=True, title=True, col_breaks=(0,))
     assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_prior_samples_are_seeded(run_dir):
     ckpt = _checkpoint(run_dir)
-    a = evaluate.prior_samples(ckpt.params, 5, seed=3)
-    b = evaluate.prior_samples(ckpt.params, 5, seed=3)
-    c = evaluate.prior_samples(ckpt.params, 5, seed=4)
-    assert a.shape == (5, 3, 64, 64) and np.array_equal(a, b) and not np.array_equal(a, c)
+    a = evaluate.prior_samples(ckpt.params, 8, seed=3)
+    b = evaluate.prior_samples(ckpt.params, 8, seed=3)
+    c = evaluate.prior_samples(ckpt.params, 8, seed=4)
+    assert a.shape == (8, 3, 64, 64) and np.array_equal(a, b) and not np.array_equal(a, c)
     assert a.min() >= 0.0 and a.max() <= 1.0
 
 
 def test_metrics_json_and_table(run_dir, tmp_path, capsys):
-    argv = _common(run_dir, tmp_path) + ["--num-images", "16", "--batch-size", "10",
+    argv = _common(run_dir, tmp_path) + ["--num-images", "16", "--batch-size", "8",
                                           "--weights", str(run_dir / "weights" / "epoch_1")]
     assert metrics.main(argv) == 0
     out = capsys.readouterr().out
@@ -121,8 +124,8 @@ def test_metrics_match_a_direct_computation(run_dir):
     from image_metrics import psnr, ssim
     from model import decode, encode
     ckpt = _checkpoint(run_dir)
-    images, _ = shapes.make_split("test", 7)
-    m = metrics.compute_metrics(ckpt.params, images, beta=2.0, batch_size=3)
+    images, _ = shapes.make_split("test", 13)  # chunks of 8: the second one padded
+    m = metrics.compute_metrics(ckpt.params, images, beta=2.0, batch_size=8)
     x = images.astype(np.float32) / 255
     mu, logvar = encode(ckpt.params, x)
     x_hat = np.asarray(decode(ckpt.params, mu))
@@ -134,26 +137,26 @@ def test_metrics_match_a_direct_computation(run_dir):
 
 
 def test_metrics_uses_all_when_the_split_is_smaller(run_dir, tmp_path, capsys):
-    argv = _common(run_dir, tmp_path) + ["--num-images", "16", "--limit", "5"]
+    argv = _common(run_dir, tmp_path) + ["--num-images", "16", "--limit", "8"]
     assert metrics.main(argv) == 0
     captured = capsys.readouterr()
-    assert "only 5 images" in captured.err
+    assert "only 8 images" in captured.err
     m = json.loads((tmp_path / metrics.METRICS_FILE).read_text())
-    assert m["num_images"] == 5 and m["num_images_requested"] == 16 and "only 5" in m["note"]
+    assert m["num_images"] == 8 and m["num_images_requested"] == 16 and "only 8" in m["note"]
 
 
 @pytest.mark.parametrize("mode", ["linear", "slerp"])
 def test_interpolate_writes_the_figure(run_dir, tmp_path, mode):
-    argv = _common(run_dir, tmp_path) + ["--pairs", "0:1", "2:3", "--steps", "3", "--mode", mode]
+    argv = _common(run_dir, tmp_path) + ["--pairs", "0:1", "2:3", "--steps", "2", "--mode", mode]
     assert interpolate.main(argv) == 0
     assert _png_size(tmp_path / interpolate.INTERPOLATION_FILE) == figures.grid_pixel_size(
-        2, 7, row_labels=True, col_labels=True, title=True, col_breaks=(0, 5))
+        2, 6, row_labels=True, col_labels=True, title=True, col_breaks=(0, 4))
 
 
 def test_interpolate_index_flags_and_bad_index(run_dir, tmp_path, capsys):
-    assert interpolate.main(_common(run_dir, tmp_path) + ["--index-a", "2", "--index-b", "0", "--steps", "2"]) == 0
-    assert _png_size(tmp_path / interpolate.INTERPOLATION_FILE)[1] == figures.grid_pixel_size(
-        1, 6, row_labels=True, col_labels=True, title=True)[1]
+    assert interpolate.main(_common(run_dir, tmp_path) + ["--index-a", "2", "--index-b", "0", "--steps", "6"]) == 0
+    assert _png_size(tmp_path / interpolate.INTERPOLATION_FILE) == figures.grid_pixel_size(
+        1, 10, row_labels=True, col_labels=True, title=True, col_breaks=(0, 8))
     capsys.readouterr()
     assert interpolate.main(_common(run_dir, tmp_path) + ["--index-a", "7", "--limit", "4"]) == 1
     err = capsys.readouterr().err
@@ -202,8 +205,8 @@ def test_missing_checkpoint_says_how_to_train(script, tmp_path, capsys):
     assert not list(tmp_path.glob("*.png"))
 
 
-def test_wrong_architecture_checkpoint(tmp_path, capsys):
-    params = init_params(jax.random.PRNGKey(1), channels=(8, 16, 32), latent_dim=8)
+def test_wrong_architecture_checkpoint(run_dir, tmp_path, capsys):
+    params, _ = load_params(run_dir / "weights" / "epoch_1" / "params.npz")
     path = tmp_path / "weights" / "epoch_3" / "params.npz"
     save_params(path, params, _config(model=dict(SMALL, latent_dim=12)))
     with pytest.raises(CheckpointError) as info:
