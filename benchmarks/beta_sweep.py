@@ -16,10 +16,16 @@ and ``beta_sweep.png`` (the metrics against β) into ``--out-dir``. The table an
 its finished rows, and ``--reuse`` picks the finished runs up again. The work folder holds a
 ``.gitignore`` of its own, so nothing in it is ever committed.
 
-The default budget is the seed's architecture (channels 32 64 128, 128 latents) at 400 steps
-of 64 images per β: on a shared 2-core CPU the train step ran at about 45 images/s, so the
-four runs take about 40 minutes of training plus about 2 minutes of scoring each, under an
-hour in all. Smaller architectures (``--channels``, ``--latent-dim``) train far faster.
+The default budget is the seed's architecture (channels 32 64 128, 128 latents) and learning
+rate (1e-3) at 400 steps of 64 images per β. Its train step was measured at about 45 images/s
+on a shared 2-core CPU, so the four runs take about 40 minutes of training plus about 2 minutes
+of scoring each: under an hour, but too short to be meaningful. After 400 steps the seed's
+model (β = 0.5) still decodes every z to an almost black image (test recon 268.6, exactly what
+an all-black output scores), an early plateau of the sigmoid output on these mostly black
+pictures. A smaller model with a smaller learning rate trains at about 200-400 images/s and
+gets past that plateau after about 600 steps; ``results/beta_sweep.md`` was made with
+
+    python benchmarks/beta_sweep.py --channels 16 32 64 --latent-dim 10 --lr 2e-4 --steps 1600
 
 Examples::
 
@@ -198,7 +204,15 @@ def _fmt(x, spec) -> str:
     return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
 
 
-def markdown(rows: list[dict], args, total_seconds: float, chance: float) -> str:
+def image_baselines(images: np.ndarray) -> dict:
+    """recon of two decoders that ignore z: an all-black output and the mean test image."""
+    x = images.astype(np.float64) / 255.0
+    mean = x.mean(axis=0)
+    return {"black": float(np.mean(np.sum(x * x, axis=(1, 2, 3)))),
+            "mean_image": float(np.mean(np.sum((x - mean) ** 2, axis=(1, 2, 3))))}
+
+
+def markdown(rows: list[dict], args, total_seconds: float, chance: float, baselines: dict | None = None) -> str:
     images = args.steps * args.batch_size
     arch = f"channels {' '.join(map(str, args.channels))}, {args.latent_dim} latents"
     seed_arch = list(args.channels) == list(DEFAULT_ARCHITECTURE["channels"]) \
@@ -217,8 +231,12 @@ def markdown(rows: list[dict], args, total_seconds: float, chance: float) -> str
         f"| MIG ({args.mig_bins} bins) | train wall time | img/s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    flagged = False
     for r in rows:
-        lines.append(f"| {r['beta']:g} | {_fmt(r['recon'], '.1f')} | {_fmt(r['kl'], '.2f')} "
+        mark = ""
+        if baselines and r["recon"] >= baselines["mean_image"]:
+            mark, flagged = " †", True
+        lines.append(f"| {r['beta']:g} | {_fmt(r['recon'], '.1f')}{mark} | {_fmt(r['kl'], '.2f')} "
                      f"| {r['active_units']} / {r['latent_dim']} | {_fmt(100 * r['beta_vae_test'], '.1f')} % "
                      f"| {_fmt(100 * r['beta_vae_train'], '.1f')} % | {_fmt(r['mig'], '.3f')} "
                      f"| {_duration(r['train_seconds'])} | {_fmt(r['images_per_s'], '.0f')} |")
@@ -233,6 +251,12 @@ def markdown(rows: list[dict], args, total_seconds: float, chance: float) -> str
         f"bins per latent. Train wall time: the training loop, compilation included.",
         "",
     ]
+    if baselines:
+        lines += [f"For scale, two outputs that ignore z: an all-black image scores recon {baselines['black']:.1f}, "
+                  f"the mean test image {baselines['mean_image']:.1f}."
+                  + (" † marks a model no better than the mean image: its decoder has not yet learnt to use z "
+                     "(early in training the sigmoid output can sit on an almost black image for many steps)."
+                     if flagged else ""), ""]
     reused = [f"{r['beta']:g}" for r in rows if r.get("reused")]
     if reused:
         lines += [f"Training of β = {', '.join(reused)} was reused from an earlier run in the work folder "
@@ -331,14 +355,16 @@ def main(argv=None) -> int:
     chance = 1.0 / sum(1 for s in shapes.FACTOR_SIZES if s > 1)
     start = time.perf_counter()
     test_images = shapes.make_split("test", args.test_images)[0]
+    baselines = image_baselines(test_images)
     rows = []
     for beta in betas:
         rows.append(run_beta(args, beta, test_images, log))
         total = time.perf_counter() - start
-        _write(work / RAW_FILE, json.dumps({"args": vars(args), "rows": rows, "seconds": total}, indent=2) + "\n")
-        _write(out / MARKDOWN_FILE, markdown(rows, args, total, chance))
+        _write(work / RAW_FILE, json.dumps({"args": vars(args), "rows": rows, "baselines": baselines,
+                                            "seconds": total}, indent=2) + "\n")
+        _write(out / MARKDOWN_FILE, markdown(rows, args, total, chance, baselines))
     plot(rows, out / PLOT_FILE, chance, args.mig_bins)
-    print(markdown(rows, args, time.perf_counter() - start, chance))
+    print(markdown(rows, args, time.perf_counter() - start, chance, baselines))
     log(f"wrote {out / MARKDOWN_FILE} and {out / PLOT_FILE}")
     return 0
 
