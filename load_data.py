@@ -713,14 +713,22 @@ def iterate_batches(images, batch_size: int, key, *, as_float: bool = False) -> 
 # --------------------------------------------------------------------------- #
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
-    return value
+def int_at_least(minimum: int):
+    """An argparse ``type`` for whole numbers >= ``minimum``, with a one-line error otherwise."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, not {text!r}")
+        return value
+    parse.__name__ = f"int>={minimum}"
+    return parse
+
+
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, *, default_dataset: str = "shapes") -> None:
@@ -739,7 +747,7 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, default_dataset: str 
                             f"or 'none' to resize the whole frame (default: {DEFAULT_CROP})")
     group.add_argument("--cache-dir", default=None, metavar="DIR",
                        help=f"folder for the decoded CelebA caches (default: ./{DEFAULT_CACHE_DIR})")
-    group.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+    group.add_argument("--limit", type=positive_int, default=None, metavar="N",
                        help="use at most the first N images of each split (default: all)")
 
 
@@ -785,9 +793,9 @@ def main(argv=None) -> int:
     add_data_arguments(parser)
     parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS),
                         help="which splits to load (default: train val test)")
-    parser.add_argument("--image-size", type=_positive_int, default=IMAGE_SIZE,
+    parser.add_argument("--image-size", type=positive_int, default=IMAGE_SIZE,
                         help=f"side of the square output images in pixels (default: {IMAGE_SIZE})")
-    parser.add_argument("--num-workers", type=_positive_int, default=None,
+    parser.add_argument("--num-workers", type=positive_int, default=None,
                         help="processes decoding JPEGs (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
