@@ -41,7 +41,7 @@ PRESETS = {
     "celeba": {"epochs": 100, "batch_size": 512, "limit": None, "val_images": 2048, "lr": 1e-3},
     # small sprites on black: at 1e-3 the decoder settles on an all-black image within a few hundred
     # steps and stays there (recon ≈ 268, SSIM ≈ 0.92 for a picture of nothing); 3e-4 learns the sprites
-    "shapes": {"epochs": 4, "batch_size": 64, "limit": 12800, "val_images": 512, "lr": 3e-4},
+    "shapes": {"epochs": 3, "batch_size": 32, "limit": 12800, "val_images": 512, "lr": 3e-4},
 }
 
 
@@ -56,9 +56,9 @@ def build_parser():
     load_data.add_data_arguments(parser, default_dataset="celeba")
     run = parser.add_argument_group("run")
     run.add_argument("--epochs", type=load_data.positive_int, default=None,
-                     help="epochs to train (default: 100 for celeba as in the seed, 4 for shapes)")
+                     help="epochs to train (default: 100 for celeba as in the seed, 3 for shapes)")
     run.add_argument("--batch-size", type=load_data.positive_int, default=None,
-                     help="images per step (default: 512 for celeba as in the seed, 64 for shapes)")
+                     help="images per step (default: 512 for celeba as in the seed, 32 for shapes)")
     run.add_argument("--max-steps", type=load_data.non_negative_int, default=None, help="stop after this many steps in total (quick runs)")
     run.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and sampling noise")
     run.add_argument("--val-images", type=load_data.non_negative_int, default=None,
