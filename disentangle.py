@@ -22,7 +22,9 @@ Active units (Burda et al. 2016)
 
 Prints a Markdown table and writes ``disentanglement.json`` into ``--out-dir``. The newest
 ``weights/epoch_N/`` is scored unless ``--weights`` names another checkpoint. A checkpoint
-trained on CelebA is refused: its generative factors are unknown.
+trained on CelebA is refused: its generative factors are unknown. With the default sample
+sizes about 106,000 images are rendered and encoded: about a minute on a 2-core CPU for a small
+model (channels 16 32 64), several minutes for the seed's architecture.
 
 Examples::
 

@@ -41,7 +41,7 @@ PRESETS = {
     "celeba": {"epochs": 100, "batch_size": 512, "limit": None, "val_images": 2048, "lr": 1e-3},
     # small sprites on black: at 1e-3 the decoder settles on an all-black image within a few hundred
     # steps and stays there (recon ≈ 268, SSIM ≈ 0.92 for a picture of nothing); 3e-4 learns the sprites
-    "shapes": {"epochs": 3, "batch_size": 32, "limit": 12800, "val_images": 512, "lr": 3e-4},
+    "shapes": {"epochs": 3, "batch_size": 32, "limit": 10240, "val_images": 512, "lr": 3e-4},
 }
 
 

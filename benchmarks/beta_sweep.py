@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"folder of {MARKDOWN_FILE} and {PLOT_FILE} (default: results)")
     where.add_argument("--reuse", action="store_true",
                        help="score a β's existing run in --work-dir when it matches this budget instead of retraining")
+    where.add_argument("--report-only", action="store_true",
+                       help="only rewrite the table and the plot from the rows recorded in --work-dir/sweep.json")
+    where.add_argument("--note", default=None, metavar="TEXT",
+                       help="a paragraph printed under the table, e.g. why this budget was chosen")
     where.add_argument("--quiet", action="store_true", help="print only the final table")
     return parser
 
@@ -269,6 +273,23 @@ def markdown(rows: list[dict], args, total_seconds: float, chance: float, baseli
         for r in rows:
             lines.append(f"| {r['beta']:g} | " + " | ".join(_fmt(r["mig_per_factor"][f], ".3f") for f in factors) + " |")
         lines.append("")
+    if len(rows) > 1:
+        accs = [r["beta_vae_test"] for r in rows]
+        migs = [r["mig"] for r in rows if r["mig"] is not None]
+        p = float(np.mean(accs))
+        two_se = 200 * math.sqrt(p * (1 - p) / args.num_test)
+        spread = 100 * (max(accs) - min(accs))
+        verdict = (f"within two binomial standard errors ({two_se:.1f} points with {args.num_test} test examples), "
+                   f"so at this budget β makes no measurable difference to it"
+                   if spread <= two_se else
+                   f"more than two binomial standard errors ({two_se:.1f} points with {args.num_test} test examples)")
+        lines += [f"Across β the β-VAE metric spans {100 * min(accs):.1f}-{100 * max(accs):.1f} %, {verdict}; "
+                  + (f"MIG spans {min(migs):.3f}-{max(migs):.3f}; " if migs else "")
+                  + f"the KL falls from {rows[0]['kl']:.2f} to {rows[-1]['kl']:.2f} nats and the recon goes from "
+                  f"{rows[0]['recon']:.1f} to {rows[-1]['recon']:.1f} between β = {rows[0]['beta']:g} and "
+                  f"β = {rows[-1]['beta']:g}.", ""]
+    if getattr(args, "note", None):
+        lines += [args.note, ""]
     lines += [
         "## Published reference",
         "",
@@ -315,6 +336,7 @@ def plot(rows: list[dict], path: Path, chance: float, mig_bins: int) -> None:
     ax = axes[0, 1]
     ax.plot(x, [np.nan if r["mig"] is None else r["mig"] for r in rows], "o-")
     ax.set_ylabel("MIG")
+    ax.set_ylim(0, max([0.1] + [1.2 * r["mig"] for r in rows if r["mig"] is not None]))
     setup(ax, f"MIG ({mig_bins} bins)")
     ax = axes[1, 0]
     ax.plot(x, [r["recon"] for r in rows], "o-", color="C0")
@@ -353,6 +375,17 @@ def main(argv=None) -> int:
     (work / ".gitignore").write_text("# training runs of benchmarks/beta_sweep.py: never committed\n*\n")
     betas = list(dict.fromkeys(args.betas))
     chance = 1.0 / sum(1 for s in shapes.FACTOR_SIZES if s > 1)
+    if args.report_only:
+        try:
+            raw = json.loads((work / RAW_FILE).read_text())
+        except (OSError, ValueError):
+            print(f"error: {work / RAW_FILE} holds no recorded sweep; run the sweep first.", file=sys.stderr)
+            return 1
+        recorded = argparse.Namespace(**dict(raw["args"], note=args.note or raw["args"].get("note")))
+        _write(out / MARKDOWN_FILE, markdown(raw["rows"], recorded, raw["seconds"], chance, raw.get("baselines")))
+        plot(raw["rows"], out / PLOT_FILE, chance, recorded.mig_bins)
+        print(markdown(raw["rows"], recorded, raw["seconds"], chance, raw.get("baselines")))
+        return 0
     start = time.perf_counter()
     test_images = shapes.make_split("test", args.test_images)[0]
     baselines = image_baselines(test_images)

@@ -128,3 +128,10 @@ def test_beta_sweep_runs_end_to_end(tmp_path, capsys):
     assert sweep.main(argv + ["--reuse"]) == 0
     assert capsys.readouterr().out.count("reusing the finished run") == 2
     assert "reused from an earlier run" in (out / sweep.MARKDOWN_FILE).read_text()
+
+    # --report-only rebuilds the table from the recorded rows, with a note under it.
+    (out / sweep.MARKDOWN_FILE).unlink()
+    assert sweep.main(argv + ["--report-only", "--note", "A note on the budget."]) == 0
+    rebuilt = (out / sweep.MARKDOWN_FILE).read_text()
+    assert "A note on the budget." in rebuilt and "| 4 |" in rebuilt
+    assert sweep.main(["--report-only", "--work-dir", str(tmp_path / "empty"), "--out-dir", str(out)]) == 1
