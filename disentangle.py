@@ -37,9 +37,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -49,7 +47,9 @@ import numpy as np
 import shapes
 from disentangle_metrics import beta_vae_score, mig
 from image_metrics import active_units
+from load_data import positive_int
 from model import CheckpointError, architecture, encode, load_checkpoint
+from script_utils import write_json
 
 RESULTS_FILE = "disentanglement.json"
 DEFAULT_SIZES = {"num_train": 1000, "num_test": 500, "pairs": 32, "mig_samples": 10000, "mig_bins": 40}
@@ -194,16 +194,6 @@ def markdown(result: dict, title: str | None = None) -> str:
 
 # --------------------------------------------------------------------------- command line
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, not {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ckpt = parser.add_argument_group("checkpoint")
@@ -215,16 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out-dir", default="results", metavar="DIR",
                         help=f"folder {RESULTS_FILE} is written to (default: results)")
     sizes = parser.add_argument_group("sample sizes")
-    sizes.add_argument("--num-train", type=_positive_int, default=DEFAULT_SIZES["num_train"],
+    sizes.add_argument("--num-train", type=positive_int, default=DEFAULT_SIZES["num_train"],
                        help=f"β-VAE metric: examples the classifier is trained on (default: {DEFAULT_SIZES['num_train']})")
-    sizes.add_argument("--num-test", type=_positive_int, default=DEFAULT_SIZES["num_test"],
+    sizes.add_argument("--num-test", type=positive_int, default=DEFAULT_SIZES["num_test"],
                        help=f"β-VAE metric: held-out examples it is scored on (default: {DEFAULT_SIZES['num_test']})")
-    sizes.add_argument("--pairs", type=_positive_int, default=DEFAULT_SIZES["pairs"],
+    sizes.add_argument("--pairs", type=positive_int, default=DEFAULT_SIZES["pairs"],
                        help=f"β-VAE metric: image pairs averaged per example, L in the paper "
                             f"(default: {DEFAULT_SIZES['pairs']})")
-    sizes.add_argument("--mig-samples", type=_positive_int, default=DEFAULT_SIZES["mig_samples"],
+    sizes.add_argument("--mig-samples", type=positive_int, default=DEFAULT_SIZES["mig_samples"],
                        help=f"factor draws encoded for MIG and active units (default: {DEFAULT_SIZES['mig_samples']})")
-    sizes.add_argument("--mig-bins", type=_positive_int, default=DEFAULT_SIZES["mig_bins"],
+    sizes.add_argument("--mig-bins", type=positive_int, default=DEFAULT_SIZES["mig_bins"],
                        help=f"equal-width bins per latent for MIG; 20 in the paper's code "
                             f"(default: {DEFAULT_SIZES['mig_bins']}, the size of the largest factor)")
     sizes.add_argument("--seed", type=int, default=0, help="seed of all factor draws (default: 0)")
@@ -247,14 +237,6 @@ def load_shapes_checkpoint(weights=None, weights_dir="weights"):
                          f"scored; score a model trained with `python train.py --dataset shapes` instead.")
     check_shapes_model(params)
     return params, config, Path(path)
-
-
-def write_json(path: Path, obj) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
 
 
 def run(args) -> dict:

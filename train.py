@@ -31,7 +31,7 @@ import load_data
 from model import DEFAULT_ARCHITECTURE, CheckpointError, architecture, init_params, init_state, load_params, save_params, train_step
 from model import adamw
 from model.checkpoint import EPOCH_PREFIX, PARAMS_FILE, atomic_write, epoch_dirs
-from model.model import TrainHyperparams, TrainState, forward
+from model.model import TrainState, forward
 
 HISTORY_FILE = "history.json"
 INTERRUPTED = "interrupted"

@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 import disentangle  # noqa: E402
+from load_data import positive_int  # noqa: E402
 import shapes  # noqa: E402
 import train  # noqa: E402
 from model import DEFAULT_ARCHITECTURE, load_checkpoint  # noqa: E402
@@ -64,16 +65,6 @@ DEFAULT_BETAS = (0.5, 1.0, 4.0, 8.0)
 DSPRITES_IMAGES = 737_280
 # Higgins et al. (2017), Table 1: accuracy of their disentanglement metric on dSprites.
 REFERENCE = {"VAE": 0.6158, "β-VAE": 0.9923}
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, not {text!r}")
-    return value
 
 
 def _non_negative_float(text: str) -> float:
@@ -91,29 +82,29 @@ def build_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("training budget (the same for every β)")
     run.add_argument("--betas", type=_non_negative_float, nargs="+", default=list(DEFAULT_BETAS),
                      help="KL weights to train (default: 0.5 1 4 8)")
-    run.add_argument("--steps", type=_positive_int, default=400, help="train steps per β (default: 400)")
-    run.add_argument("--batch-size", type=_positive_int, default=64, help="images per step (default: 64)")
-    run.add_argument("--train-images", type=_positive_int, default=12800,
+    run.add_argument("--steps", type=positive_int, default=400, help="train steps per β (default: 400)")
+    run.add_argument("--batch-size", type=positive_int, default=64, help="images per step (default: 64)")
+    run.add_argument("--train-images", type=positive_int, default=12800,
                      help="training images cycled through, the first N of the shapes train split (default: 12800)")
     run.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default: 1e-3, the seed's)")
     run.add_argument("--seed", type=int, default=0,
                      help="seed of initialisation, shuffling, sampling noise and metric draws (default: 0)")
-    run.add_argument("--channels", type=_positive_int, nargs="+", default=list(DEFAULT_ARCHITECTURE["channels"]),
+    run.add_argument("--channels", type=positive_int, nargs="+", default=list(DEFAULT_ARCHITECTURE["channels"]),
                      help="encoder conv widths, mirrored by the decoder (default: the seed's 32 64 128)")
-    run.add_argument("--latent-dim", type=_positive_int, default=DEFAULT_ARCHITECTURE["latent_dim"],
+    run.add_argument("--latent-dim", type=positive_int, default=DEFAULT_ARCHITECTURE["latent_dim"],
                      help=f"latent size (default: the seed's {DEFAULT_ARCHITECTURE['latent_dim']})")
     score = parser.add_argument_group("scoring")
-    score.add_argument("--test-images", type=_positive_int, default=2000,
+    score.add_argument("--test-images", type=positive_int, default=2000,
                        help="test-split images for recon and KL (default: 2000)")
-    score.add_argument("--num-train", type=_positive_int, default=500,
+    score.add_argument("--num-train", type=positive_int, default=500,
                        help="β-VAE metric: classifier training examples (default: 500)")
-    score.add_argument("--num-test", type=_positive_int, default=250,
+    score.add_argument("--num-test", type=positive_int, default=250,
                        help="β-VAE metric: held-out examples (default: 250)")
-    score.add_argument("--pairs", type=_positive_int, default=32,
+    score.add_argument("--pairs", type=positive_int, default=32,
                        help="β-VAE metric: image pairs averaged per example (default: 32)")
-    score.add_argument("--mig-samples", type=_positive_int, default=10000,
+    score.add_argument("--mig-samples", type=positive_int, default=10000,
                        help="factor draws for MIG and active units (default: 10000)")
-    score.add_argument("--mig-bins", type=_positive_int, default=40, help="equal-width bins per latent for MIG (default: 40)")
+    score.add_argument("--mig-bins", type=positive_int, default=40, help="equal-width bins per latent for MIG (default: 40)")
     where = parser.add_argument_group("folders")
     where.add_argument("--work-dir", default=str(ROOT / "benchmarks" / ".beta_sweep"),
                        help="folder of the per-β training runs (default: benchmarks/.beta_sweep)")
