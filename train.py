@@ -316,9 +316,8 @@ def train(config, *, weights_dir="weights", resume=False, keep=None, progress=Tr
         return {"epoch": epoch_, "batch": batch_, "step": step, "wall_time": elapsed()}
 
     previous_handler = signal.getsignal(signal.SIGINT)
-    stop_requested = []
-    if hasattr(signal, "SIGINT"):
-        signal.signal(signal.SIGINT, lambda *_: stop_requested.append(True))
+    stop_requested = []  # Ctrl-C finishes the current step, then a checkpoint is written
+    signal.signal(signal.SIGINT, lambda *_: stop_requested.append(True))
     try:
         while epoch < tcfg["epochs"] and step < total_steps and not stop_requested:
             bar = _progress_bar(min(steps_per_epoch, total_steps - step + skip), f"epoch {epoch + 1}/{tcfg['epochs']}",
