@@ -32,6 +32,7 @@ from model import DEFAULT_ARCHITECTURE, CheckpointError, architecture, init_para
 from model import adamw
 from model.checkpoint import EPOCH_PREFIX, PARAMS_FILE, atomic_write, epoch_dirs
 from model.model import TrainState, forward
+from model.precision import COMPUTE_DTYPES
 
 HISTORY_FILE = "history.json"
 INTERRUPTED = "interrupted"
@@ -86,6 +87,9 @@ def build_parser():
                     help="clip the gradient to this global L2 norm (default: no clipping)")
     hp.add_argument("--clip-value", type=float, default=None,
                     help="clip each gradient element to [−c, c] (the seed used 1.0)")
+    hp.add_argument("--compute-dtype", choices=COMPUTE_DTYPES, default="float32",
+                    help="dtype of the forward and backward pass; the weights and AdamW stay float32 "
+                         "(bfloat16 pays on GPUs, not on CPUs)")
     return parser
 
 
@@ -104,7 +108,7 @@ def config_from_args(args):
                   "max_steps": args.max_steps, "seed": args.seed, "val_images": pick(args.val_images, "val_images"),
                   "beta": args.beta, "lr": pick(args.lr, "lr"), "b1": args.beta1, "b2": args.beta2, "eps": args.adam_eps,
                   "weight_decay": args.weight_decay, "clip_norm": args.clip_norm, "clip_value": args.clip_value,
-                  "log_every": args.log_every},
+                  "log_every": args.log_every, "compute_dtype": args.compute_dtype},
         "data": data,
     }
 
@@ -264,7 +268,8 @@ def train(config, *, weights_dir="weights", resume=False, keep=None, progress=Tr
         if any(value is not None and saved_model.get(key) != value for key, value in config["model"].items()):
             raise TrainingError(f"The checkpoint in {folder} is of another architecture ({saved['model']}); "
                                 f"resume with the same --channels/--latent-dim or use another --weights-dir.")
-        config = dict(saved, train=dict(saved["train"], epochs=tcfg["epochs"], max_steps=tcfg["max_steps"]))
+        config = dict(saved, train=dict(saved["train"], epochs=tcfg["epochs"], max_steps=tcfg["max_steps"],
+                                        compute_dtype=tcfg.get("compute_dtype", "float32")))
         tcfg = config["train"]
         batch_size, seed = tcfg["batch_size"], tcfg["seed"]
         batch_sharding, replicated = device_layout(batch_size)
@@ -303,6 +308,7 @@ def train(config, *, weights_dir="weights", resume=False, keep=None, progress=Tr
     shuffle_key = lambda epoch: jax.random.fold_in(jax.random.fold_in(base_key, 1), epoch)
     noise_key = lambda step: jax.random.fold_in(jax.random.fold_in(base_key, 2), step)
     log_every = max(1, tcfg["log_every"])
+    compute_dtype = tcfg.get("compute_dtype", "float32")  # checkpoints older than the option: float32
     step, epoch, skip = done["step"], done["epoch"], done["batch"]
     wall_before = done.get("wall_time", 0.0)
     start = time.perf_counter()
@@ -329,7 +335,8 @@ def train(config, *, weights_dir="weights", resume=False, keep=None, progress=Tr
             for i, batch in enumerate(batches):
                 if i < skip:
                     continue
-                state, metrics = train_step(state, place_batch(batch, batch_sharding), noise_key(step))
+                state, metrics = train_step(state, place_batch(batch, batch_sharding), noise_key(step),
+                                            compute_dtype=compute_dtype)
                 step += 1
                 pending.append((step, metrics))
                 window_images += batch_size

@@ -42,6 +42,7 @@ the whole step). What decided:
   * The whole ``loss_and_grads`` at batch 64: 63–66 % of the matmul peak against 54–58 % with the
     lax maps only (1092–1148 vs 1276–1297 ms under load).
 """
+import os
 from typing import NamedTuple
 
 import jax
@@ -50,6 +51,7 @@ from jax import lax
 
 from . import fast_conv
 from .init import glorot_uniform
+from .precision import accumulation_dtype
 
 
 def conv_output_size(size, kernel, stride, padding):
@@ -64,16 +66,47 @@ def conv2d(x, w, stride, padding):
         dimension_numbers=("NCHW", "OIHW", "NCHW"))
 
 
+FORMULATIONS = ("auto", "fast", "lax")
+FAST_BACKENDS = ("cpu",)  # where "auto" takes the fast_conv maps; elsewhere the plain lax ones
+_formulation = os.environ.get("BVAEX_CONV", "auto")
+
+
+def set_formulation(name):
+    """Choose the gradient maps: "fast" (``fast_conv`` where it applies), "lax", or "auto".
+
+    "auto" (the default, or the environment variable ``BVAEX_CONV``) takes the fast maps on the
+    backends in ``FAST_BACKENDS`` and the lax ones elsewhere. The choice is read while a function
+    is traced: a function jitted before the change keeps the maps it was compiled with.
+    """
+    global _formulation
+    if name not in FORMULATIONS:
+        raise ValueError(f"conv formulation must be one of {FORMULATIONS}, not {name!r}")
+    _formulation = name
+
+
+def formulation():
+    """The formulation in force: "fast" or "lax" ("auto" resolved for the default backend)."""
+    if _formulation not in FORMULATIONS:
+        raise ValueError(f"BVAEX_CONV must be one of {FORMULATIONS}, not {_formulation!r}")
+    if _formulation == "auto":
+        return "fast" if jax.default_backend() in FAST_BACKENDS else "lax"
+    return _formulation
+
+
+def _fast(kernel, stride, padding, input_hw, output_hw):
+    return formulation() == "fast" and fast_conv.applies(kernel, stride, padding, input_hw, output_hw)
+
+
 def conv2d_input_grad(dy, w, stride, padding, input_hw):
     """Adjoint of ``conv2d`` in x: dy (N,O,Ho,Wo), w (O,C,K,K) -> dx (N,C,H,W)."""
-    if fast_conv.applies(w.shape[2], stride, padding, input_hw, dy.shape[2:]):
+    if _fast(w.shape[2], stride, padding, input_hw, dy.shape[2:]):
         return fast_conv.input_grad(dy, w)
     return lax_conv2d_input_grad(dy, w, stride, padding, input_hw)
 
 
 def conv2d_weight_grad(x, dy, stride, padding, kernel):
     """Gradient of ``conv2d`` in w: x (N,C,H,W), dy (N,O,Ho,Wo) -> dw (O,C,K,K)."""
-    if fast_conv.applies(kernel, stride, padding, x.shape[2:], dy.shape[2:]):
+    if _fast(kernel, stride, padding, x.shape[2:], dy.shape[2:]):
         return fast_conv.weight_grad(x, dy)
     return lax_conv2d_weight_grad(x, dy, stride, padding, kernel)
 
@@ -140,7 +173,7 @@ class Conv2D:
     def param_grads(self, cache, dy):
         """The parameter half of ``backward``, for a first layer whose dx nobody needs."""
         dw = conv2d_weight_grad(cache.x, dy, self.stride, self.padding, self.kernel)  # dW = Σ dy ⊗ x-patches
-        db = dy.sum(axis=(0, 2, 3))  # db = Σ_{n,h,w} dy
+        db = dy.sum(axis=(0, 2, 3), dtype=accumulation_dtype(dy.dtype))  # db = Σ_{n,h,w} dy
         return {"weight": dw, "bias": db}
 
 
@@ -180,5 +213,5 @@ class TransposedConv2D:
         x = cache.x
         dx = conv2d(dy, params["weight"], self.stride, self.padding)  # dx = conv(dy, W)
         dw = conv2d_weight_grad(dy, x, self.stride, self.padding, self.kernel)  # dW[c,o] = Σ x ⊗ dy-patches
-        db = dy.sum(axis=(0, 2, 3))  # db = Σ_{n,h,w} dy
+        db = dy.sum(axis=(0, 2, 3), dtype=accumulation_dtype(dy.dtype))  # db = Σ_{n,h,w} dy
         return dx, {"weight": dw, "bias": db}

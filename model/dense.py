@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from .init import glorot_uniform
+from .precision import accumulation_dtype
 
 
 class DenseCache(NamedTuple):
@@ -28,5 +29,5 @@ class Dense:
     def backward(self, params, cache, dy):
         dx = dy @ params["weight"]  # dx = dy·W          (N,I)
         dw = dy.T @ cache.x  # dW = dyᵀ·x                (O,I)
-        db = dy.sum(axis=0)  # db = Σ_n dy               (O,)
+        db = dy.sum(axis=0, dtype=accumulation_dtype(dy.dtype))  # db = Σ_n dy               (O,)
         return dx, {"weight": dw, "bias": db}

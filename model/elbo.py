@@ -9,11 +9,14 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from .precision import accumulation_dtype
+
 
 class ELBOCache(NamedTuple):
-    diff: jax.Array    # x̂ − x, (N,C,H,W)
-    mu: jax.Array      # (N, D)
-    logvar: jax.Array  # (N, D)
+    diff: jax.Array    # x̂ − x, (N,C,H,W), at least float32
+    mu: jax.Array      # (N, D), at least float32
+    logvar: jax.Array  # (N, D), at least float32
+    dtype: object      # x̂'s dtype: the gradients go back in it
 
 
 class ELBO:
@@ -23,17 +26,19 @@ class ELBO:
     def forward(self, x_hat, x, mu, logvar):
         """Returns ({'loss', 'recon', 'kl'} batch means, cache)."""
         n = x.shape[0]
-        diff = x_hat - x
+        acc = accumulation_dtype(x_hat.dtype)  # bfloat16 activations: the sums still run in float32
+        diff = x_hat.astype(acc) - x.astype(acc)
+        mu, logvar = mu.astype(acc), logvar.astype(acc)
         recon = jnp.sum(diff * diff) / n
         kl = -0.5 * jnp.sum(1 + logvar - mu * mu - jnp.exp(logvar)) / n
         metrics = {"loss": recon + self.beta * kl, "recon": recon, "kl": kl}
-        return metrics, ELBOCache(diff, mu, logvar)
+        return metrics, ELBOCache(diff, mu, logvar, x_hat.dtype)
 
     def backward(self, cache, dloss=1.0):
-        """Gradients of the loss in x̂, μ and log σ²."""
+        """Gradients of the loss in x̂, μ and log σ², in the dtype x̂ came in."""
         n = cache.diff.shape[0]
         scale = dloss / n
         dx_hat = 2 * scale * cache.diff  # ∂recon/∂x̂ = 2(x̂ − x)/N
         dmu = self.beta * scale * cache.mu  # ∂(β·kl)/∂μ = β·μ/N
         dlogvar = self.beta * scale * 0.5 * (jnp.exp(cache.logvar) - 1)  # ∂(β·kl)/∂logσ² = β·½(σ² − 1)/N
-        return dx_hat, dmu, dlogvar
+        return dx_hat.astype(cache.dtype), dmu.astype(cache.dtype), dlogvar.astype(cache.dtype)

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from . import adamw
+from . import adamw, precision
 from .clip import clip_by_global_norm, clip_by_value, global_norm
 from .decoder import Decoder
 from .elbo import ELBO
@@ -144,10 +144,16 @@ def init_state(params, **hparams):
     return TrainState(params, adamw.init(params), hp)
 
 
-def _train_step(state, x, key):
+def _train_step(state, x, key, compute_dtype="float32"):
     params, hp = state.params, state.hparams
     eps = jax.random.normal(key, (x.shape[0], architecture(params)["latent_dim"]), jnp.float32)
-    metrics, grads = loss_and_grads(params, x, eps, hp.beta)
+    dtype = precision.compute_dtype(compute_dtype)
+    if dtype == jnp.float32:
+        metrics, grads = loss_and_grads(params, x, eps, hp.beta)
+    else:  # float32 master weights, the pass in ``dtype``, float32 gradients for clipping and AdamW
+        x = to_float(x).astype(dtype)
+        metrics, grads = loss_and_grads(precision.cast_tree(params, dtype), x, eps.astype(dtype), hp.beta)
+        grads = precision.cast_tree(grads, jnp.float32)
     norm = global_norm(grads)
     grads = clip_by_value(clip_by_global_norm(grads, hp.clip_norm, norm), hp.clip_value)
     opt_hp = adamw.AdamWHyperparams(hp.lr, hp.b1, hp.b2, hp.eps, hp.weight_decay)
@@ -156,9 +162,11 @@ def _train_step(state, x, key):
     return TrainState(params, opt, hp), metrics
 
 
-train_step = jax.jit(_train_step, donate_argnums=0)
+train_step = jax.jit(_train_step, donate_argnums=0, static_argnames="compute_dtype")
 train_step.__doc__ = """One compiled step: forward, manual backward, clipping, AdamW.
 
-    state: TrainState; x: (N,3,H,W) uint8 or float in [0,1]; key: PRNG key for ε.
+    state: TrainState; x: (N,3,H,W) uint8 or float in [0,1]; key: PRNG key for ε;
+    compute_dtype: "float32" or "bfloat16" (the pass in bfloat16 against float32 master weights,
+    ``model/precision.py``).
     Returns (new state, {'loss', 'recon', 'kl', 'grad_norm'}). The state's buffers are donated.
 """
