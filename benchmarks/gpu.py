@@ -8,9 +8,10 @@ Every section prints a Markdown table as soon as it is done and adds its numbers
     GPUs with tensor cores is TF32; float32 at "highest"; bfloat16);
  2. train-step throughput on a synthetic uint8 dataset of CelebA's size and shape resident on
     the device, fed exactly as ``train.py`` feeds it (``load_data.iterate_batches``, a fresh
-    noise key per step): the hand-written step with the lax and the ``fast_conv`` gradient maps,
-    each in float32 and bfloat16, and the ``jax.grad`` step of the same model; rounds of
-    ``--steps`` steps, interleaved, medians;
+    noise key per step): the hand-written step with each formulation of the conv gradient maps
+    (``model/conv.py``: lax, fast, narrow), each in float32 and bfloat16, the ``jax.grad`` step
+    of the same model and, where PyTorch is installed, the same model in PyTorch eager; rounds
+    of ``--steps`` steps, interleaved, medians;
  3. one full epoch of the synthetic CelebA with the fastest hand-written step, and what that
     makes of the seed's 100 epochs;
  4. bfloat16 against float32 on the procedural shapes data: the same initialisation, batches and
@@ -186,6 +187,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds of each contender, interleaved")
     parser.add_argument("--compare-steps", type=int, default=1000, help="steps of each bfloat16/float32 training run")
     parser.add_argument("--compare-images", type=int, default=51_200, help="shapes images for those runs")
+    parser.add_argument("--formulations", nargs="+", default=["lax", "fast", "narrow"],
+                        choices=[f for f in conv.FORMULATIONS if f != "auto"], help="conv gradient maps to time")
     parser.add_argument("--skip", nargs="*", default=[], choices=["throughput", "epoch", "compare", "layers"],
                         help="sections to leave out")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script, measures nothing")
@@ -216,11 +219,9 @@ def main():
     def _():
         if "throughput" in args.skip:
             return
-        specs = [("manual lax float32", dict(formulation="lax")),
-                 ("manual fast float32", dict(formulation="fast")),
-                 ("manual lax bfloat16", dict(formulation="lax", compute_dtype="bfloat16")),
-                 ("manual fast bfloat16", dict(formulation="fast", compute_dtype="bfloat16")),
-                 ("jax.grad float32", dict(step=autodiff_step))]
+        specs = [(f"manual {f} {dt}", dict(formulation=f, compute_dtype=dt))
+                 for dt in ("float32", "bfloat16") for f in args.formulations]
+        specs.append(("jax.grad float32", dict(step=autodiff_step)))
         for name, spec in specs:
             try:
                 contenders[name] = Contender(name, spec.get("step"), images, args.batch_size,

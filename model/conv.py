@@ -66,17 +66,20 @@ def conv2d(x, w, stride, padding):
         dimension_numbers=("NCHW", "OIHW", "NCHW"))
 
 
-FORMULATIONS = ("auto", "fast", "lax")
-FAST_BACKENDS = ("cpu",)  # where "auto" takes the fast_conv maps; elsewhere the plain lax ones
+FORMULATIONS = ("auto", "fast", "narrow", "lax")
+# "auto" per backend, from benchmarks/train_step.py (CPU) and benchmarks/gpu.py (GPU); others: lax
+AUTO = {"cpu": "fast", "gpu": "narrow", "cuda": "narrow", "rocm": "narrow"}
 _formulation = os.environ.get("BVAEX_CONV", "auto")
 
 
 def set_formulation(name):
-    """Choose the gradient maps: "fast" (``fast_conv`` where it applies), "lax", or "auto".
+    """Choose the gradient maps of the 4×4 / stride-2 / padding-1 convolutions.
 
-    "auto" (the default, or the environment variable ``BVAEX_CONV``) takes the fast maps on the
-    backends in ``FAST_BACKENDS`` and the lax ones elsewhere. The choice is read while a function
-    is traced: a function jitted before the change keeps the maps it was compiled with.
+    "fast": ``fast_conv`` for every layer where it applies; "narrow": ``fast_conv`` only for the
+    3-channel maps (conv1, deconv3), lax for the wide ones; "lax": lax everywhere; "auto" (the
+    default, or the environment variable ``BVAEX_CONV``): the one measured fastest on the
+    default backend (``AUTO``). The choice is read while a function is traced: a function
+    jitted before the change keeps the maps it was compiled with.
     """
     global _formulation
     if name not in FORMULATIONS:
@@ -85,28 +88,32 @@ def set_formulation(name):
 
 
 def formulation():
-    """The formulation in force: "fast" or "lax" ("auto" resolved for the default backend)."""
+    """The formulation in force: "fast", "narrow" or "lax" ("auto" resolved for the default backend)."""
     if _formulation not in FORMULATIONS:
         raise ValueError(f"BVAEX_CONV must be one of {FORMULATIONS}, not {_formulation!r}")
     if _formulation == "auto":
-        return "fast" if jax.default_backend() in FAST_BACKENDS else "lax"
+        return AUTO.get(jax.default_backend(), "lax")
     return _formulation
 
 
-def _fast(kernel, stride, padding, input_hw, output_hw):
-    return formulation() == "fast" and fast_conv.applies(kernel, stride, padding, input_hw, output_hw)
+def _fast(kernel, stride, padding, input_hw, output_hw, channels):
+    """Whether a map with ``channels`` on its pixel side takes the ``fast_conv`` formulation."""
+    chosen = formulation()
+    if chosen == "lax" or (chosen == "narrow" and channels > fast_conv.NARROW):
+        return False
+    return fast_conv.applies(kernel, stride, padding, input_hw, output_hw)
 
 
 def conv2d_input_grad(dy, w, stride, padding, input_hw):
     """Adjoint of ``conv2d`` in x: dy (N,O,Ho,Wo), w (O,C,K,K) -> dx (N,C,H,W)."""
-    if _fast(w.shape[2], stride, padding, input_hw, dy.shape[2:]):
+    if _fast(w.shape[2], stride, padding, input_hw, dy.shape[2:], w.shape[1]):
         return fast_conv.input_grad(dy, w)
     return lax_conv2d_input_grad(dy, w, stride, padding, input_hw)
 
 
 def conv2d_weight_grad(x, dy, stride, padding, kernel):
     """Gradient of ``conv2d`` in w: x (N,C,H,W), dy (N,O,Ho,Wo) -> dw (O,C,K,K)."""
-    if _fast(kernel, stride, padding, x.shape[2:], dy.shape[2:]):
+    if _fast(kernel, stride, padding, x.shape[2:], dy.shape[2:], x.shape[1]):
         return fast_conv.weight_grad(x, dy)
     return lax_conv2d_weight_grad(x, dy, stride, padding, kernel)
 

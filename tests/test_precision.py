@@ -82,9 +82,13 @@ def restore_formulation():
 
 def test_formulation_choice(restore_formulation):
     conv.set_formulation("auto")
-    assert conv.formulation() == ("fast" if jax.default_backend() in conv.FAST_BACKENDS else "lax")
+    assert conv.formulation() == conv.AUTO.get(jax.default_backend(), "lax")
     conv.set_formulation("lax")
     assert conv.formulation() == "lax"
+    conv.set_formulation("narrow")  # fast_conv for the 3-channel maps only
+    assert conv._fast(4, 2, 1, (64, 64), (32, 32), 3) and not conv._fast(4, 2, 1, (32, 32), (16, 16), 32)
+    conv.set_formulation("fast")
+    assert conv._fast(4, 2, 1, (32, 32), (16, 16), 32) and not conv._fast(3, 1, 1, (32, 32), (32, 32), 3)
     with pytest.raises(ValueError, match="one of"):
         conv.set_formulation("cudnn")
 
@@ -95,12 +99,15 @@ def test_lax_and_fast_formulations_give_the_same_model_gradients_float64(restore
         x = jax.random.uniform(jax.random.PRNGKey(1), (3, 3, 16, 16), jnp.float64)
         eps = jax.random.normal(jax.random.PRNGKey(2), (3, 5), jnp.float64)
         results = {}
-        for name in ("fast", "lax"):
+        for name in ("fast", "narrow", "lax"):
             conv.set_formulation(name)
             # a fresh function per formulation: the choice is read while tracing
             results[name] = jax.jit(lambda p, x, e: loss_and_grads(p, x, e, 0.5))(params, x, eps)
-        (m_fast, g_fast), (m_lax, g_lax) = results["fast"], results["lax"]
-        np.testing.assert_allclose(m_fast["loss"], m_lax["loss"], rtol=1e-12)
-        for name in params:
-            scale = float(jnp.max(jnp.abs(g_lax[name])))
-            np.testing.assert_allclose(g_fast[name], g_lax[name], rtol=1e-9, atol=1e-11 * scale, err_msg=name)
+        m_lax, g_lax = results["lax"]
+        for formulation in ("fast", "narrow"):
+            m, g = results[formulation]
+            np.testing.assert_allclose(m["loss"], m_lax["loss"], rtol=1e-12)
+            for name in params:
+                scale = float(jnp.max(jnp.abs(g_lax[name])))
+                np.testing.assert_allclose(g[name], g_lax[name], rtol=1e-9, atol=1e-11 * scale,
+                                           err_msg=f"{formulation} {name}")
