@@ -214,7 +214,7 @@ def markdown(rows: list[dict], args, total_seconds: float, chance: float, baseli
     seed_arch = list(args.channels) == list(DEFAULT_ARCHITECTURE["channels"]) \
         and args.latent_dim == DEFAULT_ARCHITECTURE["latent_dim"]
     cpu = f"{os.cpu_count()}-core {platform.machine()} CPU" if train.jax.devices()[0].platform == "cpu" \
-        else f"{train.jax.device_count()} {train.jax.devices()[0].platform} device(s)"
+        else f"{train.jax.device_count()} × {train.jax.devices()[0].device_kind}"
     lines = [
         "# β sweep on the embedded shapes",
         "",
@@ -293,11 +293,13 @@ def markdown(rows: list[dict], args, total_seconds: float, chance: float, baseli
         best = max(rows, key=lambda r: r["beta_vae_test"])
         lines.append(
             f"Here each model saw {images:,} images, {100 * images / DSPRITES_IMAGES:.2g} % of one pass over a "
-            f"data set the size of dSprites, so these are early-training numbers on a related but different task "
+            f"data set the size of dSprites, so these are "
+            + ("early-training numbers" if images < DSPRITES_IMAGES else "numbers")
+            + " on a related but different task "
             f"(colour is a sixth factor, the metric uses {args.pairs} pairs and {args.num_train} training examples): "
             f"the best β-VAE metric reached is {100 * best['beta_vae_test']:.1f} % (β = {best['beta']:g}), "
             f"to be read against the chance level of {100 * chance:.1f} % rather than against the published "
-            f"{100 * REFERENCE['β-VAE']:.2f} %, which took far longer training than a CPU budget allows.")
+            f"{100 * REFERENCE['β-VAE']:.2f} %, which took far longer training than this budget.")
         lines.append("")
     return "\n".join(lines)
 

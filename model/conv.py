@@ -41,6 +41,19 @@ the whole step). What decided:
     808 ms per batch-64 loss_and_grads), so they are used.
   * The whole ``loss_and_grads`` at batch 64: 63–66 % of the matmul peak against 54–58 % with the
     lax maps only (1092–1148 vs 1276–1297 ms under load).
+  * Re-checked in the whole train step (2026-11-27, batch 64, 8 interleaved steps): swapping in
+    the shifted-dy GEMM for the wide weight gradients (129 vs 140 img/s), GEMM + col2im for every
+    input gradient (124) or an im2col GEMM for the 3-channel forward (137) was slower each time.
+
+On a GPU (``benchmarks/gpu.py``, one NVIDIA H200, jax 0.11.2 with CUDA 13, batch 512; the
+choice "auto" makes per backend, ``AUTO`` below):
+  * alone, the ``fast_conv`` maps of the 3-channel layers beat cuDNN's (input gradient 0.13 vs
+    0.33 ms, weight gradient 0.11 vs 0.21 ms in float32), and cuDNN's beat ``fast_conv`` on the
+    wide layers (conv2 weight gradient 0.23 vs 0.35 ms);
+  * but in the whole step, where XLA fuses around them, "fast" everywhere was the fastest of the
+    three in both runs and both dtypes: float32 2.45–2.55 ms per step against 2.61 ("narrow":
+    fast_conv for the 3-channel maps only) and 2.50–2.71 ("lax"); so "auto" is "fast" on GPUs
+    too. The three stay within 4–8 % of each other there; the CPU is where the choice matters.
 """
 import os
 from typing import NamedTuple
@@ -68,7 +81,7 @@ def conv2d(x, w, stride, padding):
 
 FORMULATIONS = ("auto", "fast", "narrow", "lax")
 # "auto" per backend, from benchmarks/train_step.py (CPU) and benchmarks/gpu.py (GPU); others: lax
-AUTO = {"cpu": "fast", "gpu": "narrow", "cuda": "narrow", "rocm": "narrow"}
+AUTO = {"cpu": "fast", "gpu": "fast"}
 _formulation = os.environ.get("BVAEX_CONV", "auto")
 
 
