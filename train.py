@@ -87,9 +87,9 @@ def build_parser():
                     help="clip the gradient to this global L2 norm (default: no clipping)")
     hp.add_argument("--clip-value", type=float, default=None,
                     help="clip each gradient element to [−c, c] (the seed used 1.0)")
-    hp.add_argument("--compute-dtype", choices=COMPUTE_DTYPES, default="float32",
+    hp.add_argument("--compute-dtype", choices=COMPUTE_DTYPES, default=None,
                     help="dtype of the forward and backward pass; the weights and AdamW stay float32 "
-                         "(bfloat16 pays on GPUs, not on CPUs)")
+                         "(bfloat16 pays on GPUs, not on CPUs; default float32, the checkpoint's for --resume)")
     return parser
 
 
@@ -255,7 +255,8 @@ def train(config, *, weights_dir="weights", resume=False, keep=None, progress=Tr
     weights_dir = Path(weights_dir)
     if not resume:
         defaults = dict(DEFAULT_ARCHITECTURE, channels=list(DEFAULT_ARCHITECTURE["channels"]))
-        config = dict(config, model={k: defaults[k] if v is None else v for k, v in config["model"].items()})
+        config = dict(config, model={k: defaults[k] if v is None else v for k, v in config["model"].items()},
+                      train=dict(config["train"], compute_dtype=config["train"].get("compute_dtype") or "float32"))
     tcfg = config["train"]
     batch_size, seed = tcfg["batch_size"], tcfg["seed"]
     batch_sharding, replicated = device_layout(batch_size)
@@ -268,8 +269,9 @@ def train(config, *, weights_dir="weights", resume=False, keep=None, progress=Tr
         if any(value is not None and saved_model.get(key) != value for key, value in config["model"].items()):
             raise TrainingError(f"The checkpoint in {folder} is of another architecture ({saved['model']}); "
                                 f"resume with the same --channels/--latent-dim or use another --weights-dir.")
+        compute = tcfg.get("compute_dtype") or saved["train"].get("compute_dtype") or "float32"
         config = dict(saved, train=dict(saved["train"], epochs=tcfg["epochs"], max_steps=tcfg["max_steps"],
-                                        compute_dtype=tcfg.get("compute_dtype", "float32")))
+                                        compute_dtype=compute))
         tcfg = config["train"]
         batch_size, seed = tcfg["batch_size"], tcfg["seed"]
         batch_sharding, replicated = device_layout(batch_size)
@@ -308,7 +310,7 @@ def train(config, *, weights_dir="weights", resume=False, keep=None, progress=Tr
     shuffle_key = lambda epoch: jax.random.fold_in(jax.random.fold_in(base_key, 1), epoch)
     noise_key = lambda step: jax.random.fold_in(jax.random.fold_in(base_key, 2), step)
     log_every = max(1, tcfg["log_every"])
-    compute_dtype = tcfg.get("compute_dtype", "float32")  # checkpoints older than the option: float32
+    compute_dtype = tcfg.get("compute_dtype") or "float32"  # checkpoints older than the option: float32
     step, epoch, skip = done["step"], done["epoch"], done["batch"]
     wall_before = done.get("wall_time", 0.0)
     start = time.perf_counter()

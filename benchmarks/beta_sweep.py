@@ -23,9 +23,14 @@ recon 268.6, exactly what an all-black output scores): the sigmoid output settle
 black pictures and stays there. At 3e-4 the same model leaves that plateau within one epoch of
 12,800 images. Its train step ran at about 45-150 images/s on a shared 2-core CPU, so the four
 runs take up to about 40 minutes of training plus about 2 minutes of scoring each. A smaller
-model trains at about 200-400 images/s; ``results/beta_sweep.md`` was made with
+model trains at about 200-400 images/s; ``results/beta_sweep_cpu.md`` was made on the CPU with
 
     python benchmarks/beta_sweep.py --channels 16 32 64 --latent-dim 10 --lr 2e-4 --steps 1600
+
+and ``results/beta_sweep.md``, the seed's model at 3 million images per β, on one H200 GPU in
+2.1 minutes with
+
+    python benchmarks/beta_sweep.py --steps 6000 --batch-size 512 --train-images 102400
 
 Examples::
 

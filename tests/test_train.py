@@ -78,11 +78,11 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, monkeypatch):
     run(tmp_path, "--epochs", "1", name="straight")
     real_step, calls = train.train_step, []
 
-    def step_then_interrupt(*args):
+    def step_then_interrupt(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C during step 2
-        return real_step(*args)
+        return real_step(*args, **kwargs)
 
     monkeypatch.setattr(train, "train_step", step_then_interrupt)
     summary = run(tmp_path, "--epochs", "1", name="split")
@@ -99,8 +99,8 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, mo
     before = params_of(tmp_path / "w" / "epoch_1")
     real_step = train.train_step
 
-    def nan_at_step_6(state, x, key):
-        state, metrics = real_step(state, x, key)
+    def nan_at_step_6(state, x, key, **kwargs):
+        state, metrics = real_step(state, x, key, **kwargs)
         if int(state.opt.step) == 6:
             metrics = dict(metrics, loss=jnp.nan)
         return state, metrics
@@ -191,3 +191,23 @@ def test_two_devices_train_like_one(tmp_path):
         assert json.loads(result.stdout.strip().splitlines()[-1])["devices"] == devices
         outputs[devices] = params_of(tmp_path / f"d{devices}" / "epoch_1")
     assert_same_params(outputs[1], outputs[2], rtol=1e-4)
+
+
+def test_bfloat16_compute_is_recorded_and_kept_on_resume(tmp_path):
+    run(tmp_path, "--epochs", "1", "--compute-dtype", "bfloat16", name="bf16")
+    run(tmp_path, "--epochs", "1", name="f32")
+    _, config, _ = load_checkpoint(tmp_path / "bf16" / "epoch_1")
+    assert config["train"]["compute_dtype"] == "bfloat16"
+    bf16, f32 = params_of(tmp_path / "bf16" / "epoch_1"), params_of(tmp_path / "f32" / "epoch_1")
+    assert all(v.dtype == np.float32 for v in bf16.values())  # master weights stay float32
+    assert any(not np.array_equal(bf16[k], f32[k]) for k in bf16)  # and the pass did run in bfloat16
+    for k in bf16:  # four steps apart only by rounding
+        np.testing.assert_allclose(bf16[k], f32[k], atol=2e-3, err_msg=k)
+    _, config, _ = load_checkpoint(tmp_path / "f32" / "epoch_1")
+    assert config["train"]["compute_dtype"] == "float32"
+    run(tmp_path, "--epochs", "2", "--resume", name="bf16")  # no flag: the checkpoint's dtype
+    _, config, _ = load_checkpoint(tmp_path / "bf16" / "epoch_2")
+    assert config["train"]["compute_dtype"] == "bfloat16"
+    run(tmp_path, "--epochs", "3", "--resume", "--compute-dtype", "float32", name="bf16")  # the flag wins
+    _, config, _ = load_checkpoint(tmp_path / "bf16" / "epoch_3")
+    assert config["train"]["compute_dtype"] == "float32"
