@@ -151,9 +151,15 @@ def _run_matches(weights_dir: Path, config: dict) -> bool:
         return False
     want_model = dict(config["model"], channels=list(config["model"]["channels"]))
     return (saved.get("model") == want_model and saved.get("data") == config["data"]
-            and {k: v for k, v in saved.get("train", {}).items() if k != "epochs"}
-            == {k: v for k, v in config["train"].items() if k != "epochs"}
+            and _comparable(saved.get("train", {})) == _comparable(config["train"])
             and done.get("step") == config["train"]["max_steps"])
+
+
+def _comparable(train_config: dict) -> dict:
+    """A run's training options less the epoch count, unset options at train.py's defaults."""
+    train_config = {k: v for k, v in train_config.items() if k != "epochs"}
+    train_config["compute_dtype"] = train_config.get("compute_dtype") or "float32"
+    return train_config
 
 
 def run_beta(args, beta: float, test_images: np.ndarray, log) -> dict:
