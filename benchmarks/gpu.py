@@ -103,6 +103,7 @@ class Contender:
     def __init__(self, name, step, images, batch_size, formulation=None, compute_dtype="float32"):
         self.name, self.images, self.batch_size = name, images, batch_size
         self.formulation, self.compute_dtype = formulation, compute_dtype
+        previous = conv._formulation
         if formulation is not None:
             conv.set_formulation(formulation)  # read while tracing: a fresh function per contender
             self.step = jax.jit(lambda s, x, k: _train_step(s, x, k, compute_dtype), donate_argnums=0)
@@ -116,7 +117,7 @@ class Contender:
         start = time.perf_counter()
         jax.block_until_ready(self.run(1))
         self.compile_s = time.perf_counter() - start
-        conv.set_formulation("auto")
+        conv.set_formulation(previous)
         self.times = []
 
     def next_batch(self):
@@ -145,12 +146,9 @@ class TorchContender:
     """The same model, loss and AdamW in PyTorch eager on the same device kind (when torch is there)."""
 
     def __init__(self, torch, images_shape, batch_size, device):
-        from train_step import TorchContender as CpuTorch
+        from train_step import TorchContender as TorchStep
         self.name, self.torch, self.batch_size, self.device = "PyTorch eager float32", torch, batch_size, device
-        self.net = CpuTorch.__new__(CpuTorch)
-        CpuTorch.__init__(self.net, torch, 2)  # builds the module and optimizer on the CPU
-        self.net.net.to(device)
-        self.net.opt = torch.optim.AdamW(self.net.net.parameters(), lr=1e-3, weight_decay=0.01)
+        self.net = TorchStep(torch, batch_size, device)  # the model, AdamW and one step on the device
         self.images = torch.randint(0, 256, images_shape, dtype=torch.uint8, device=device)
         self.times = []
         start = time.perf_counter()

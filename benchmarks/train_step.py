@@ -126,7 +126,7 @@ class MatmulContender:
 class TorchContender:
     """The same architecture, loss and AdamW in PyTorch (only when torch is importable)."""
 
-    def __init__(self, torch, batch):
+    def __init__(self, torch, batch, device="cpu"):
         nn = torch.nn
         self.torch = torch
 
@@ -147,9 +147,9 @@ class TorchContender:
                 z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
                 return self.decoder(self.fc(z).view(-1, 128, 8, 8)), mu, logvar
 
-        self.net = VAE()
+        self.net = VAE().to(device)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=1e-3, weight_decay=0.01)
-        self.x = torch.rand(batch, 3, 64, 64)
+        self.x = torch.rand(batch, 3, 64, 64, device=device)
         start = time.perf_counter()
         self.run()
         self.compile_s = time.perf_counter() - start
