@@ -35,7 +35,7 @@ import numpy as np
 
 import script_utils as su
 from image_metrics import active_units, kl_per_dimension, psnr, ssim, ssim_global
-from model import decode, encode, to_float
+from model import decode, encode, to_float, xla_options
 
 METRICS_FILE = "metrics.json"
 ACTIVE_THRESHOLD = 0.01
@@ -56,7 +56,7 @@ def build_parser():
     return parser
 
 
-@jax.jit
+@xla_options.jit
 def _chunk_stats(params, x):
     """Per-image statistics of one chunk of images, reconstructed from μ."""
     x = to_float(x)

@@ -29,7 +29,7 @@ import numpy as np
 
 import load_data
 from model import DEFAULT_ARCHITECTURE, CheckpointError, architecture, init_params, init_state, load_params, save_params, train_step
-from model import adamw
+from model import adamw, xla_options
 from model.checkpoint import EPOCH_PREFIX, PARAMS_FILE, atomic_write, epoch_dirs
 from model.model import TrainState, forward
 from model.precision import COMPUTE_DTYPES
@@ -187,7 +187,7 @@ def write_history(weights_dir, history):
 
 # --------------------------------------------------------------------------- evaluation
 
-@jax.jit
+@xla_options.jit
 def _eval_sums(params, x, mask, beta):
     """Sums over the masked images of recon, KL and loss, decoding μ (no sampling noise)."""
     x = load_data.to_float(x)

@@ -6,6 +6,11 @@ table of images/s, the ratio of the two, GFLOP/s from the model's FLOP count, th
 float32 matmul peak measured in the same run, the first-step (compile) time and peak memory.
 When PyTorch happens to be importable, an equivalent PyTorch step is timed too.
 
+The hand-written step is compiled with the backend's XLA options of ``model/xla_options.py``
+(on the CPU: XLA's own convolutions instead of YNNPACK's). Both steps are also timed under
+XLA's default options ("manual, XLA defaults" and "jax.grad"), and ``jax.grad`` under the
+model's options, so the table separates what the options give from what the backward gives.
+
 glibc's malloc maps XLA's per-step temporaries afresh each step unless huge pages are allowed:
 ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (set before the process starts) changes the numbers
 a lot. The table says whether it was set; compare only runs made under the same setting.
@@ -31,7 +36,8 @@ from jax import lax
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import model  # noqa: E402
-from model import adamw  # noqa: E402
+from model import adamw, xla_options  # noqa: E402
+from model.model import _train_step  # noqa: E402
 from model.clip import clip_by_global_norm, clip_by_value, global_norm  # noqa: E402
 
 
@@ -91,6 +97,8 @@ def _autodiff_step(state, x, key):
 
 
 autodiff_step = jax.jit(_autodiff_step, donate_argnums=0)
+autodiff_step_with_options = xla_options.jit(_autodiff_step, donate_argnums=0)
+manual_step_xla_defaults = jax.jit(_train_step, donate_argnums=0)
 
 
 class JaxContender:
@@ -195,6 +203,8 @@ def main():
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps of each contender after compiling")
     parser.add_argument("--no-autodiff", action="store_true", help="skip the jax.grad step")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even when it is importable")
+    parser.add_argument("--no-option-variants", action="store_true",
+                        help="skip the manual step under XLA's defaults and jax.grad under the model's options")
     parser.add_argument("--matmul-size", type=int, default=2048, help="n of the n×n float32 matmul peak")
     args = parser.parse_args()
 
@@ -203,8 +213,12 @@ def main():
     contenders = {"manual": JaxContender(model.train_step, batch)}
     rss_manual = peak_rss_mib()
     device_manual = device_peak_mib()
+    if not args.no_option_variants:
+        contenders["manual, XLA defaults"] = JaxContender(manual_step_xla_defaults, batch)
     if not args.no_autodiff:
         contenders["jax.grad"] = JaxContender(autodiff_step, batch)
+        if not args.no_option_variants and xla_options.options():
+            contenders["jax.grad, model's XLA options"] = JaxContender(autodiff_step_with_options, batch)
     if not args.no_torch:
         try:
             import torch
@@ -222,6 +236,7 @@ def main():
     print(f"batch {args.batch_size}, {args.repeats} interleaved repeats (medians), {jax.devices()[0].device_kind}, "
           f"{os.cpu_count()} CPUs; GLIBC_TUNABLES hugetlb {'SET' if hugetlb else 'not set'} "
           f"(compare only runs under the same setting)")
+    print(f"XLA options of the manual step: {xla_options.options() or 'none (the defaults)'}")
     print(f"model: {forward_flops / 1e6:.1f} MFLOP forward, {step_flops / 1e6:.1f} MFLOP per training step per image; "
           f"float32 {args.matmul_size}² matmul peak in this run: {peak:.1f} GFLOP/s")
     print()

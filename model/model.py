@@ -14,7 +14,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from . import adamw, precision
+from . import adamw, precision, xla_options
 from .clip import clip_by_global_norm, clip_by_value, global_norm
 from .decoder import Decoder
 from .elbo import ELBO
@@ -67,7 +67,7 @@ def to_float(x):
     return x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x
 
 
-@jax.jit
+@xla_options.jit
 def encode(params, x):
     """x: (N,3,H,W) in [0,1] (or uint8) -> (mu, logvar), each (N,D)."""
     encoder, _ = networks(params)
@@ -75,7 +75,7 @@ def encode(params, x):
     return mu, logvar
 
 
-@jax.jit
+@xla_options.jit
 def decode(params, z):
     """z: (N,D) -> x_hat: (N,3,H,W) in (0,1)."""
     _, decoder = networks(params)
@@ -162,11 +162,12 @@ def _train_step(state, x, key, compute_dtype="float32"):
     return TrainState(params, opt, hp), metrics
 
 
-train_step = jax.jit(_train_step, donate_argnums=0, static_argnames="compute_dtype")
+train_step = xla_options.jit(_train_step, donate_argnums=0, static_argnames="compute_dtype")
 train_step.__doc__ = """One compiled step: forward, manual backward, clipping, AdamW.
 
     state: TrainState; x: (N,3,H,W) uint8 or float in [0,1]; key: PRNG key for ε;
     compute_dtype: "float32" or "bfloat16" (the pass in bfloat16 against float32 master weights,
     ``model/precision.py``).
     Returns (new state, {'loss', 'recon', 'kl', 'grad_norm'}). The state's buffers are donated.
+    Compiled with the backend's options of ``model/xla_options.py``.
 """

@@ -1,0 +1,80 @@
+"""XLA compiler options for the model's compiled functions, per backend, chosen by measurement.
+
+On XLA:CPU (jax 0.10), convolutions go to YNNPACK by default. For the seed model's strided
+convolutions YNNPACK ran at about half the speed of XLA's own (Eigen) convolution on the 2-core
+AVX2 machine of ``benchmarks/train_step.py`` (conv2's forward at batch 64: 40–49 ms against
+20–30 ms), while YNNPACK stays the faster choice for the matrix products and reductions. So on
+the CPU the model's functions are compiled with YNNPACK's convolution fusion left out and every
+other YNNPACK fusion of the default kept; the whole train step ran 8–20 % faster that way in
+interleaved comparisons (``benchmarks/train_step.py`` prints the options in force).
+
+The options are per compiled function (``jax.jit(..., compiler_options=...)``), not process-wide
+``XLA_FLAGS``, so nothing else in the process changes. An XLA build that does not know an option
+is detected once, on a tiny function, and then gets no options: the model runs, only slower.
+``BVAEX_XLA_OPTIONS=none`` turns the options off.
+"""
+import functools
+import os
+import warnings
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+OPTIONS = {
+    "cpu": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"},
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _accepted(backend, items):
+    """Whether this XLA build compiles a small convolution with these options."""
+    def probe(x, w):
+        return lax.conv_general_dilated(x, w, (2, 2), ((1, 1), (1, 1)), dimension_numbers=("NCHW", "OIHW", "NCHW"))
+    try:
+        device = jax.devices(backend)[0]
+        x, w = (jax.device_put(jnp.zeros(shape), device) for shape in ((1, 2, 4, 4), (2, 2, 4, 4)))
+        jax.jit(probe, compiler_options=dict(items)).lower(x, w).compile()
+    except Exception as error:  # an unknown option or value: the XLA build differs from the measured one
+        warnings.warn(f"XLA options {dict(items)} were not accepted on {backend} ({str(error).splitlines()[0]}); "
+                      "compiling without them", RuntimeWarning, stacklevel=3)
+        return False
+    return True
+
+
+def options(backend=None):
+    """The compiler options for ``backend`` (default: JAX's default backend), or None."""
+    if os.environ.get("BVAEX_XLA_OPTIONS", "auto") == "none":
+        return None
+    backend = backend or jax.default_backend()
+    chosen = OPTIONS.get(backend)
+    if not chosen:
+        return None
+    items = tuple(sorted(chosen.items()))
+    return dict(items) if _accepted(backend, items) else None
+
+
+class jit:
+    """``jax.jit(fun, **kwargs)`` with ``options()`` added, built at the first call.
+
+    Deferring the build keeps importing the model from starting a backend (``jax.distributed``
+    must be initialised first) and lets the backend in use pick the options.
+    """
+
+    def __init__(self, fun, **kwargs):
+        functools.update_wrapper(self, fun)
+        self._fun, self._kwargs, self._jitted = fun, kwargs, {}
+
+    def _get(self):
+        backend = jax.default_backend()
+        if backend not in self._jitted:
+            opts = options(backend)
+            kwargs = dict(self._kwargs, compiler_options=opts) if opts else self._kwargs
+            self._jitted[backend] = jax.jit(self._fun, **kwargs)
+        return self._jitted[backend]
+
+    def __call__(self, *args, **kwargs):
+        return self._get()(*args, **kwargs)
+
+    def lower(self, *args, **kwargs):
+        return self._get().lower(*args, **kwargs)

@@ -1,0 +1,45 @@
+"""The per-backend XLA options: applied where accepted, dropped with a warning where not."""
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from model import init_params, init_state, xla_options
+from model.model import _train_step
+
+
+def test_cpu_options_leave_convolutions_to_xla():
+    opts = xla_options.options("cpu")
+    if opts is None:
+        pytest.skip("this XLA build does not know the option (the fallback is tested below)")
+    f = lambda x, w: jax.lax.conv_general_dilated(x, w, (2, 2), ((1, 1), (1, 1)))
+    x, w = jnp.ones((4, 32, 32, 32)), jnp.ones((64, 32, 4, 4))  # conv2 of the seed model
+    default = jax.jit(f).lower(x, w).compile().as_text()
+    chosen = jax.jit(f, compiler_options=opts).lower(x, w).compile().as_text()
+    if "ynn_fusion" not in default:
+        pytest.skip("this XLA build does not hand convolutions to YNNPACK: the options change nothing")
+    assert "ynn_fusion" not in chosen and re.search(r"= \S+ convolution\(", chosen)
+
+
+def test_unknown_option_falls_back_with_a_warning(monkeypatch):
+    monkeypatch.setitem(xla_options.OPTIONS, "cpu", {"xla_cpu_experimental_ynn_fusion_type": "NO_SUCH_TYPE"})
+    with pytest.warns(RuntimeWarning, match="not accepted"):
+        assert xla_options.options("cpu") is None
+
+
+def test_environment_turns_options_off(monkeypatch):
+    monkeypatch.setenv("BVAEX_XLA_OPTIONS", "none")
+    assert xla_options.options("cpu") is None
+
+
+def test_train_step_with_options_matches_xla_defaults():
+    """The options change which library computes the convolutions, not the result."""
+    params = init_params(jax.random.PRNGKey(0), channels=(4, 8, 8), latent_dim=6, image_size=16)
+    x = jax.random.randint(jax.random.PRNGKey(1), (4, 3, 16, 16), 0, 256).astype(jnp.uint8)
+    key = jax.random.PRNGKey(2)
+    with_options = xla_options.jit(_train_step)(init_state(params), x, key)
+    defaults = jax.jit(_train_step)(init_state(params), x, key)
+    for a, b in zip(jax.tree.leaves(with_options), jax.tree.leaves(defaults)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
