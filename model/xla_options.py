@@ -58,7 +58,8 @@ class jit:
     """``jax.jit(fun, **kwargs)`` with ``options()`` added, built at the first call.
 
     Deferring the build keeps importing the model from starting a backend (``jax.distributed``
-    must be initialised first) and lets the backend in use pick the options.
+    must be initialised first) and lets the backend in use pick the options. Called inside
+    another traced function it is a plain ``jax.jit``: options belong to the outermost one.
     """
 
     def __init__(self, fun, **kwargs):
@@ -74,7 +75,14 @@ class jit:
         return self._jitted[backend]
 
     def __call__(self, *args, **kwargs):
+        if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((args, kwargs))):
+            return self._plain()(*args, **kwargs)  # inside another jit: its options apply
         return self._get()(*args, **kwargs)
+
+    def _plain(self):
+        if None not in self._jitted:
+            self._jitted[None] = jax.jit(self._fun, **self._kwargs)
+        return self._jitted[None]
 
     def lower(self, *args, **kwargs):
         return self._get().lower(*args, **kwargs)

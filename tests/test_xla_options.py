@@ -43,3 +43,10 @@ def test_train_step_with_options_matches_xla_defaults():
     defaults = jax.jit(_train_step)(init_state(params), x, key)
     for a, b in zip(jax.tree.leaves(with_options), jax.tree.leaves(defaults)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+def test_nested_call_inside_another_jit():
+    """A wrapped function traced inside a plain jit runs as a nested jit (options go on top-level jits only)."""
+    double = xla_options.jit(lambda x: 2 * x)
+    np.testing.assert_allclose(jax.jit(lambda x: double(x) + 1)(jnp.ones(3)), 3.0)
+    np.testing.assert_allclose(double(jnp.ones(3)), 2.0)
