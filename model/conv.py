@@ -45,6 +45,12 @@ the whole step). What decided:
     the shifted-dy GEMM for the wide weight gradients (129 vs 140 img/s), GEMM + col2im for every
     input gradient (124) or an im2col GEMM for the 3-channel forward (137) was slower each time.
 
+  * Re-checked once XLA:CPU's own convolutions replaced YNNPACK's (``model/xla_options.py``;
+    2026-11-27, batch 64, 14–20 interleaved steps, ms per step relative to "fast"): the lax weight
+    gradient for the wide layers 0.99 / 0.99, for conv2/deconv2 only 0.98, for conv3/deconv1 only
+    1.01, "narrow" 1.02. Alone the lax weight gradient is far ahead (conv2: 28–32 vs 51–54 ms), in
+    the step it is not; "fast" stays.
+
 On a GPU (``benchmarks/gpu.py``, one NVIDIA H200, jax 0.11.2 with CUDA 13, batch 512; the
 choice "auto" makes per backend, ``AUTO`` below):
   * alone, the ``fast_conv`` maps of the 3-channel layers beat cuDNN's (input gradient 0.13 vs
