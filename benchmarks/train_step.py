@@ -213,7 +213,7 @@ def main():
     contenders = {"manual": JaxContender(model.train_step, batch)}
     rss_manual = peak_rss_mib()
     device_manual = device_peak_mib()
-    if not args.no_option_variants:
+    if not args.no_option_variants and xla_options.options():  # without options the two are one program
         contenders["manual, XLA defaults"] = JaxContender(manual_step_xla_defaults, batch)
     if not args.no_autodiff:
         contenders["jax.grad"] = JaxContender(autodiff_step, batch)
