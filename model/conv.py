@@ -87,17 +87,18 @@ def conv2d(x, w, stride, padding):
         dimension_numbers=("NCHW", "OIHW", "NCHW"))
 
 
-FORMULATIONS = ("auto", "fast", "narrow", "lax")
+FORMULATIONS = ("auto", "fast", "mixed", "narrow", "lax")
 # "auto" per backend, from benchmarks/train_step.py (CPU) and benchmarks/gpu.py (GPU); others: lax
-AUTO = {"cpu": "fast", "gpu": "fast"}
+AUTO = {"cpu": "mixed", "gpu": "fast"}
 _formulation = os.environ.get("BVAEX_CONV", "auto")
 
 
 def set_formulation(name):
     """Choose the gradient maps of the 4×4 / stride-2 / padding-1 convolutions.
 
-    "fast": ``fast_conv`` for every layer where it applies; "narrow": ``fast_conv`` only for the
-    3-channel maps (conv1, deconv3), lax for the wide ones; "lax": lax everywhere; "auto" (the
+    "fast": ``fast_conv`` for every layer where it applies; "mixed": ``fast_conv`` for the input
+    gradients, lax for the weight gradients; "narrow": ``fast_conv`` only for the 3-channel maps
+    (conv1, deconv3), lax for the wide ones; "lax": lax everywhere; "auto" (the
     default, or the environment variable ``BVAEX_CONV``): the one measured fastest on the
     default backend (``AUTO``). The choice is read while a function is traced: a function
     jitted before the change keeps the maps it was compiled with.
@@ -117,10 +118,14 @@ def formulation():
     return _formulation
 
 
-def _fast(kernel, stride, padding, input_hw, output_hw, channels):
-    """Whether a map with ``channels`` on its pixel side takes the ``fast_conv`` formulation."""
+def _fast(kernel, stride, padding, input_hw, output_hw, channels, gradient="input"):
+    """Whether a map with ``channels`` on its pixel side takes the ``fast_conv`` formulation.
+
+    ``gradient``: "input" (``conv2d_input_grad``) or "weight" (``conv2d_weight_grad``).
+    """
     chosen = formulation()
-    if chosen == "lax" or (chosen == "narrow" and channels > fast_conv.NARROW):
+    if (chosen == "lax" or (chosen == "narrow" and channels > fast_conv.NARROW)
+            or (chosen == "mixed" and gradient == "weight")):
         return False
     return fast_conv.applies(kernel, stride, padding, input_hw, output_hw)
 
@@ -134,7 +139,7 @@ def conv2d_input_grad(dy, w, stride, padding, input_hw):
 
 def conv2d_weight_grad(x, dy, stride, padding, kernel):
     """Gradient of ``conv2d`` in w: x (N,C,H,W), dy (N,O,Ho,Wo) -> dw (O,C,K,K)."""
-    if _fast(kernel, stride, padding, x.shape[2:], dy.shape[2:], x.shape[1]):
+    if _fast(kernel, stride, padding, x.shape[2:], dy.shape[2:], x.shape[1], "weight"):
         return fast_conv.weight_grad(x, dy)
     return lax_conv2d_weight_grad(x, dy, stride, padding, kernel)
 

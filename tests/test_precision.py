@@ -89,6 +89,11 @@ def test_formulation_choice(restore_formulation):
     assert conv._fast(4, 2, 1, (64, 64), (32, 32), 3) and not conv._fast(4, 2, 1, (32, 32), (16, 16), 32)
     conv.set_formulation("fast")
     assert conv._fast(4, 2, 1, (32, 32), (16, 16), 32) and not conv._fast(3, 1, 1, (32, 32), (32, 32), 3)
+    assert conv._fast(4, 2, 1, (32, 32), (16, 16), 32, "weight")
+    conv.set_formulation("mixed")  # fast_conv input gradients, lax weight gradients
+    assert conv._fast(4, 2, 1, (32, 32), (16, 16), 32, "input") and conv._fast(4, 2, 1, (64, 64), (32, 32), 3)
+    assert not conv._fast(4, 2, 1, (32, 32), (16, 16), 32, "weight")
+    assert not conv._fast(4, 2, 1, (64, 64), (32, 32), 3, "weight")
     with pytest.raises(ValueError, match="one of"):
         conv.set_formulation("cudnn")
 
@@ -99,12 +104,12 @@ def test_lax_and_fast_formulations_give_the_same_model_gradients_float64(restore
         x = jax.random.uniform(jax.random.PRNGKey(1), (3, 3, 16, 16), jnp.float64)
         eps = jax.random.normal(jax.random.PRNGKey(2), (3, 5), jnp.float64)
         results = {}
-        for name in ("fast", "narrow", "lax"):
+        for name in ("fast", "mixed", "narrow", "lax"):
             conv.set_formulation(name)
             # a fresh function per formulation: the choice is read while tracing
             results[name] = jax.jit(lambda p, x, e: loss_and_grads(p, x, e, 0.5))(params, x, eps)
         m_lax, g_lax = results["lax"]
-        for formulation in ("fast", "narrow"):
+        for formulation in ("fast", "mixed", "narrow"):
             m, g = results[formulation]
             np.testing.assert_allclose(m["loss"], m_lax["loss"], rtol=1e-12)
             for name in params:
