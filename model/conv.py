@@ -14,42 +14,40 @@ convolution *is* the input-gradient of a convolution:
 
 For any hyperparameters each is one ``lax.conv_general_dilated`` (``lax_conv2d_*``). For 4×4
 kernels, stride 2, padding 1 and even sizes (every layer of the seed model) the two gradient
-maps dispatch to the formulations of ``model/fast_conv.py``, tested equal to the lax ones:
+maps can dispatch to the formulations of ``model/fast_conv.py``, tested equal to the lax ones.
+Which maps do is the formulation (``set_formulation``); "auto" is "mixed" on the CPU and "fast"
+on GPUs:
 
-    layers           C→O      map           formulation          used for
-    conv1 / deconv3  3→32     forward       lax NCHW             conv1 y, deconv3 dx
-                              input grad    GEMM + col2im        deconv3 y
-                              weight grad   im2col GEMM          conv1 dW, deconv3 dW
-    conv2 / deconv2  32→64    forward       lax NCHW             conv2 y, deconv2 dx
-                              input grad    space-to-depth       conv2 dx, deconv2 y
-                              weight grad   16 tap GEMMs         conv2 dW, deconv2 dW
-    conv3 / deconv1  64→128   forward       lax NCHW             conv3 y, deconv1 dx
-                              input grad    space-to-depth       conv3 dx, deconv1 y
-                              weight grad   16 tap GEMMs         conv3 dW, deconv1 dW
+    layers           C→O      map           "fast"               "mixed"          used for
+    conv1 / deconv3  3→32     forward       lax                  lax              conv1 y, deconv3 dx
+                              input grad    GEMM + col2im        GEMM + col2im    deconv3 y
+                              weight grad   im2col GEMM          lax              conv1 dW, deconv3 dW
+    conv2 / deconv2  32→64    forward       lax                  lax              conv2 y, deconv2 dx
+                              input grad    space-to-depth       space-to-depth   conv2 dx, deconv2 y
+                              weight grad   16 tap GEMMs         lax              conv2 dW, deconv2 dW
+    conv3 / deconv1  64→128   forward       lax                  lax              conv3 y, deconv1 dx
+                              input grad    space-to-depth       space-to-depth   conv3 dx, deconv1 y
+                              weight grad   16 tap GEMMs         lax              conv3 dW, deconv1 dW
 
-Chosen on a shared 2-core Zen 3 (AVX2), jax 0.10.2 CPU, batch 64, float32, from medians of
-interleaved runs (``benchmarks/layers.py`` times each candidate alone, ``benchmarks/train_step.py``
-the whole step). What decided:
-  * 3-channel maps: the lax weight gradient ran at ≈ 10 % of the float32 matmul peak measured in
-    the same run, the im2col GEMM at ≈ 27 % (76 → 28 ms); GEMM + col2im beat the lax input
-    gradient 24.5 vs 28.6 ms; for the forward no candidate beat lax by more than the noise.
-  * input gradient of the wide layers: space-to-depth (a stride-1 2×2 conv, no zero-dilation)
+CPU: a shared 2-core Zen 3 (AVX2), jax 0.10.2, batch 64, float32, medians of interleaved runs
+(``benchmarks/layers.py`` times each candidate alone, ``benchmarks/train_step.py`` the whole
+step). Whole-step comparisons in one process must jit a fresh function per candidate: jax.jit
+caches traces by function, so jitting the same function again after switching formulations
+silently reuses the first trace. What decided:
+  * 2026-11-27, with XLA's own (Eigen) convolutions in place of YNNPACK's (``model/xla_options.py``),
+    whole train step, 10–12 interleaved steps, time relative to "fast" with the maps below
+    (weight grad wide / weight grad 3-channel / input grad wide / input grad 3-channel):
+    lax / lax / s2d / col2im ("mixed") 0.89–0.90; lax / im2col / s2d / col2im 0.91–0.92;
+    lax / lax / s2d / lax 0.90; lax / im2col / s2d / lax 0.91; lax / im2col / lax / col2im 1.00;
+    lax everywhere 0.98. Alone, XLA's convolution computes conv2's weight gradient in 28–32 ms
+    against 51–54 ms for the 16 tap GEMMs, which read 16 strided copies of the input.
+  * Input gradient of the wide layers: space-to-depth (a stride-1 2×2 conv, no zero-dilation)
     ≈ 75–80 % of peak against ≈ 54–72 % for lax (conv2: 53 vs 74 ms); the 4-phase split was equal.
-  * weight gradient of the wide layers: alone, lax and the tap GEMMs were within the noise of
-    each other (conv3: 50 vs 57 ms, conv2: 79–144 vs 110–127 ms across runs); in the whole
-    differentiated model the tap GEMMs were faster in every interleaved comparison (e.g. 771 vs
-    808 ms per batch-64 loss_and_grads), so they are used.
-  * The whole ``loss_and_grads`` at batch 64: 63–66 % of the matmul peak against 54–58 % with the
-    lax maps only (1092–1148 vs 1276–1297 ms under load).
-  * Re-checked in the whole train step (2026-11-27, batch 64, 8 interleaved steps): swapping in
-    the shifted-dy GEMM for the wide weight gradients (129 vs 140 img/s), GEMM + col2im for every
-    input gradient (124) or an im2col GEMM for the 3-channel forward (137) was slower each time.
-
-  * Re-checked once XLA:CPU's own convolutions replaced YNNPACK's (``model/xla_options.py``;
-    2026-11-27, batch 64, 14–20 interleaved steps, ms per step relative to "fast"): the lax weight
-    gradient for the wide layers 0.99 / 0.99, for conv2/deconv2 only 0.98, for conv3/deconv1 only
-    1.01, "narrow" 1.02. Alone the lax weight gradient is far ahead (conv2: 28–32 vs 51–54 ms), in
-    the step it is not; "fast" stays.
+  * 3-channel input gradient: GEMM + col2im beat the lax input gradient 24.5 vs 28.6 ms; for the
+    forward no candidate beat lax by more than the noise.
+  * Earlier, under YNNPACK's convolutions, the tap GEMMs (and the im2col GEMM for 3 channels)
+    beat lax weight gradients, and "fast" was the CPU's choice: the whole ``loss_and_grads`` at
+    batch 64 ran at 63–66 % of the matmul peak against 54–58 % with the lax maps only.
 
 On a GPU (``benchmarks/gpu.py``, one NVIDIA H200, jax 0.11.2 with CUDA 13, batch 512; the
 choice "auto" makes per backend, ``AUTO`` below):
@@ -60,8 +58,9 @@ choice "auto" makes per backend, ``AUTO`` below):
     within 1.5 % of it in all three runs (ms per step, float32: fast 2.45 / 2.55 / 2.91, narrow
     – / 2.61 / 2.87, lax 2.50 / 2.71 / 3.31; bfloat16: fast 2.34 / 2.51 / 2.43, narrow – / 2.70 /
     2.66, lax 2.39 / 2.64 / 3.14; "narrow" is fast_conv for the 3-channel maps only), so "auto"
-    is "fast" on GPUs too. On the GPU the choice is worth at most ≈ 15 %; on the CPU ≈ 1.5×
-    (batch 64, the whole train step, 2026-11-27: 153 img/s fast against 101 lax).
+    is "fast" on GPUs too ("mixed" was not measured there). On the GPU the choice is worth at most
+    ≈ 15 %; on the CPU ≈ 10 % with XLA's own convolutions ("mixed" against "fast" or "lax"), and it
+    was ≈ 1.5× under YNNPACK's (batch 64, 2026-11-27: 153 img/s fast against 101 lax).
 """
 import os
 from typing import NamedTuple
