@@ -5,9 +5,11 @@ convolutions YNNPACK ran at about half the speed of XLA's own (Eigen) convolutio
 AVX2 machine of ``benchmarks/train_step.py`` (conv2's forward at batch 64: 40–49 ms against
 20–30 ms), while YNNPACK stays the faster choice for the matrix products and reductions. So on
 the CPU the model's functions are compiled with YNNPACK's convolution fusion left out and every
-other YNNPACK fusion of the default kept; the whole train step ran 3–15 % faster that way in
-interleaved comparisons (1.05–1.15× at batch 64, 1.03× at batch 512; ``benchmarks/train_step.py``
-prints the options in force and times the step under XLA's defaults beside it).
+other YNNPACK fusion of the default kept. With the same maps ("fast") the whole train step ran
+1.05–1.15× faster that way at batch 64; with the weight gradients as XLA convolutions too
+("mixed", ``model/conv.py``), which only pays without YNNPACK, 1.45× (batch 64) and 2.1× (batch
+512) the same maps under the defaults (``benchmarks/train_step.py`` prints the options in force
+and times the step under XLA's defaults beside it).
 
 The options are per compiled function (``jax.jit(..., compiler_options=...)``), not process-wide
 ``XLA_FLAGS``, so nothing else in the process changes. An XLA build that does not know an option
