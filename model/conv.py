@@ -109,7 +109,7 @@ def set_formulation(name):
 
 
 def formulation():
-    """The formulation in force: "fast", "narrow" or "lax" ("auto" resolved for the default backend)."""
+    """The formulation in force: "fast", "mixed", "narrow" or "lax" ("auto" resolved for the default backend)."""
     if _formulation not in FORMULATIONS:
         raise ValueError(f"BVAEX_CONV must be one of {FORMULATIONS}, not {_formulation!r}")
     if _formulation == "auto":
