@@ -48,7 +48,7 @@ import shapes
 from disentangle_metrics import beta_vae_score, mig
 from image_metrics import active_units
 from load_data import positive_int
-from model import CheckpointError, architecture, encode, load_checkpoint
+from model import CheckpointError, architecture, encode, heap, load_checkpoint
 from script_utils import write_json
 
 RESULTS_FILE = "disentanglement.json"
@@ -257,6 +257,7 @@ def run(args) -> dict:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    heap.keep_freed_memory()  # before the first computation (model/heap.py)
     try:
         run(args)
     except (CheckpointError, ScoreError) as err:

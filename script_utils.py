@@ -22,7 +22,7 @@ import numpy as np
 
 import load_data
 from load_data import DataError
-from model import CheckpointError, decode, encode, load_checkpoint
+from model import CheckpointError, decode, encode, heap, load_checkpoint
 
 DEFAULT_WEIGHTS_DIR = "weights"
 DEFAULT_OUT_DIR = "results"
@@ -248,6 +248,7 @@ EXPECTED_ERRORS = (CheckpointError, DataError, ScriptError)
 
 def run_main(work, argv=None, *, errors=()) -> int:
     """Call ``work(argv)``; a one-sentence error becomes ``error: ...`` on stderr and exit code 1."""
+    heap.keep_freed_memory()  # before the first computation (model/heap.py)
     try:
         work(argv)
     except EXPECTED_ERRORS + tuple(errors) as err:

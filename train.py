@@ -29,7 +29,7 @@ import numpy as np
 
 import load_data
 from model import DEFAULT_ARCHITECTURE, CheckpointError, architecture, init_params, init_state, load_params, save_params, train_step
-from model import adamw, xla_options
+from model import adamw, heap, xla_options
 from model.checkpoint import EPOCH_PREFIX, PARAMS_FILE, atomic_write, epoch_dirs
 from model.model import TrainState, forward
 from model.precision import COMPUTE_DTYPES
@@ -413,6 +413,7 @@ def _epoch_rate(history, epoch):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    heap.keep_freed_memory()  # before the first computation (model/heap.py)
     try:
         if args.distributed:
             jax.distributed.initialize()

@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import load_data  # noqa: E402
 import model  # noqa: E402
 import shapes  # noqa: E402
-from model import conv, fast_conv  # noqa: E402
+from model import conv, fast_conv, heap  # noqa: E402
 from model.model import _train_step  # noqa: E402
 from train_step import autodiff_step, flops_per_image  # noqa: E402
 
@@ -194,10 +194,11 @@ def main():
     if args.quick:
         args.batch_size, args.images, args.steps, args.rounds = 16, 256, 2, 2
         args.compare_steps, args.compare_images = 6, 512
+    heap.keep_freed_memory()  # before the first computation (model/heap.py); BVAEX_MALLOC=default: off
     out = args.out
     device = jax.devices()[0]
     RESULTS["setup"] = {"jax": jax.__version__, "backend": jax.default_backend(), "device": device.device_kind,
-                        "devices": jax.device_count(), "batch_size": args.batch_size, "images": args.images,
+                        "devices": jax.device_count(), "malloc_keeps_freed_memory": heap.applied(), "batch_size": args.batch_size, "images": args.images,
                         "argv": sys.argv[1:]}
     print(f"JAX {jax.__version__}, backend {jax.default_backend()}, {jax.device_count()} × {device.device_kind}; "
           f"auto formulation here: {conv.formulation()}", flush=True)
