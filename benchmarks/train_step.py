@@ -11,9 +11,11 @@ The hand-written step is compiled with the backend's XLA options of ``model/xla_
 XLA's default options ("manual, XLA defaults" and "jax.grad"), and ``jax.grad`` under the
 model's options, so the table separates what the options give from what the backward gives.
 
-glibc's malloc maps XLA's per-step temporaries afresh each step unless huge pages are allowed:
+glibc's malloc maps XLA's per-step temporaries afresh each step unless told to keep freed
+memory: the benchmark calls ``model.heap.keep_freed_memory()`` first, as the scripts do, so it acts
+on every contender in the process alike (``BVAEX_MALLOC=default`` turns it off).
 ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (set before the process starts) changes the numbers
-a lot. The table says whether it was set; compare only runs made under the same setting.
+too. The table says what was in force; compare only runs made under the same settings.
 
 Examples::
 
