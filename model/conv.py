@@ -29,7 +29,7 @@ on GPUs:
                               input grad    space-to-depth       space-to-depth   conv3 dx, deconv1 y
                               weight grad   16 tap GEMMs         lax              conv3 dW, deconv1 dW
 
-CPU: a shared 2-core Zen 3 (AVX2), jax 0.10.2, batch 64, float32, medians of interleaved runs
+CPU: a shared 2-core x86-64 (AVX2; KVM reports an AMD EPYC), jax 0.10.2, batch 64, float32, medians of interleaved runs
 (``benchmarks/layers.py`` times each candidate alone, ``benchmarks/train_step.py`` the whole
 step). Whole-step comparisons in one process must jit a fresh function per candidate: jax.jit
 caches traces by function, so jitting the same function again after switching formulations
