@@ -29,9 +29,9 @@ on GPUs:
                               input grad    space-to-depth       space-to-depth   conv3 dx, deconv1 y
                               weight grad   16 tap GEMMs         lax              conv3 dW, deconv1 dW
 
-CPU: a shared 2-core x86-64 (AVX2; KVM reports an AMD EPYC), jax 0.10.2, batch 64, float32, medians of interleaved runs
-(``benchmarks/layers.py`` times each candidate alone, ``benchmarks/train_step.py`` the whole
-step). Whole-step comparisons in one process must jit a fresh function per candidate: jax.jit
+CPU: a shared 2-core x86-64 (AVX2; KVM reports an AMD EPYC), jax 0.10.2, batch 64, float32,
+medians of interleaved runs (``benchmarks/layers.py`` times each candidate alone,
+``benchmarks/train_step.py`` the whole step). Whole-step comparisons in one process must jit a fresh function per candidate: jax.jit
 caches traces by function, so jitting the same function again after switching formulations
 silently reuses the first trace. What decided:
   * 2026-11-27, with XLA's own (Eigen) convolutions in place of YNNPACK's (``model/xla_options.py``),
