@@ -31,9 +31,9 @@ on GPUs:
 
 CPU: a shared 2-core x86-64 (AVX2; KVM reports an AMD EPYC), jax 0.10.2, batch 64, float32,
 medians of interleaved runs (``benchmarks/layers.py`` times each candidate alone,
-``benchmarks/train_step.py`` the whole step). Whole-step comparisons in one process must jit a fresh function per candidate: jax.jit
-caches traces by function, so jitting the same function again after switching formulations
-silently reuses the first trace. What decided:
+``benchmarks/train_step.py`` the whole step). Whole-step comparisons in one process must jit a
+fresh function per candidate: jax.jit caches traces by function, so jitting the same function
+again after switching formulations silently reuses the first trace. What decided:
   * 2026-11-27, with XLA's own (Eigen) convolutions in place of YNNPACK's (``model/xla_options.py``),
     whole train step, 10–12 interleaved steps, time relative to "fast" with the maps below
     (weight grad wide / weight grad 3-channel / input grad wide / input grad 3-channel):
