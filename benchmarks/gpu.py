@@ -198,8 +198,8 @@ def main():
     out = args.out
     device = jax.devices()[0]
     RESULTS["setup"] = {"jax": jax.__version__, "backend": jax.default_backend(), "device": device.device_kind,
-                        "devices": jax.device_count(), "malloc_keeps_freed_memory": heap.applied(), "batch_size": args.batch_size, "images": args.images,
-                        "argv": sys.argv[1:]}
+                        "devices": jax.device_count(), "batch_size": args.batch_size, "images": args.images,
+                        "malloc_keeps_freed_memory": heap.applied(), "argv": sys.argv[1:]}
     print(f"JAX {jax.__version__}, backend {jax.default_backend()}, {jax.device_count()} × {device.device_kind}; "
           f"auto formulation here: {conv.formulation()}", flush=True)
     forward_flops, step_flops = flops_per_image()
