@@ -40,10 +40,10 @@ def keep_freed_memory():
         return False
     try:
         libc = ctypes.CDLL(None)  # the C library the interpreter runs on
-        mallopt, version = libc.mallopt, libc.gnu_get_libc_version
-    except (OSError, AttributeError):  # not glibc (musl has no gnu_get_libc_version)
+        mallopt = libc.mallopt
+        libc.gnu_get_libc_version  # only glibc has it (musl's mallopt does nothing)
+    except (OSError, AttributeError):
         return False
-    version.restype = ctypes.c_char_p
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     _applied = all(mallopt(param, value) == 1 for param, value in
                    ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2 ** 31 - 1)))
