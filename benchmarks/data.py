@@ -28,8 +28,8 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import load_data  # noqa: E402
-import shapes  # noqa: E402
+import imagedata  # noqa: E402
+from imagedata import batches, decoding, shapes  # noqa: E402
 
 
 def synthetic_celeba(folder: str, n: int, seed: int = 0) -> None:
@@ -57,12 +57,12 @@ def synthetic_celeba(folder: str, n: int, seed: int = 0) -> None:
 
 def bench_decode(data_dir: str, n: int, workers: int, cache_dir: str) -> tuple:
     start = time.perf_counter()
-    images = load_data.load_split("celeba", "train", data_dir=data_dir, cache_dir=cache_dir, limit=n,
+    images = imagedata.load_split("celeba", "train", data_dir=data_dir, cache_dir=cache_dir, limit=n,
                                   num_workers=workers, progress=False)
     build = time.perf_counter() - start
     count = len(images)
     start = time.perf_counter()
-    again = load_data.load_split("celeba", "train", data_dir=data_dir, cache_dir=cache_dir, limit=n,
+    again = imagedata.load_split("celeba", "train", data_dir=data_dir, cache_dir=cache_dir, limit=n,
                                  num_workers=workers, progress=False)
     np.asarray(again[-1]).sum()
     reload = time.perf_counter() - start
@@ -73,12 +73,12 @@ def bench_batches(images, batch_size: int, epochs: int) -> tuple:
     import jax
 
     key = jax.random.key(0)
-    for b in load_data.iterate_batches(images, batch_size, jax.random.fold_in(key, 10_000), as_float=True):
+    for b in batches.iterate_batches(images, batch_size, jax.random.fold_in(key, 10_000), as_float=True):
         b.block_until_ready()  # warm-up epoch: compiles the permutation and the gather
     steps = 0
     start = time.perf_counter()
     for e in range(epochs):
-        for b in load_data.iterate_batches(images, batch_size, jax.random.fold_in(key, e), as_float=True):
+        for b in batches.iterate_batches(images, batch_size, jax.random.fold_in(key, e), as_float=True):
             b.block_until_ready()
             steps += 1
     return steps, time.perf_counter() - start
@@ -99,7 +99,7 @@ def main(argv=None) -> None:
 
     import jax
 
-    workers = args.num_workers or load_data.default_num_workers()
+    workers = args.num_workers or decoding.default_num_workers()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bvaex_bench_") as tmp:
         data_dir = args.data_dir
@@ -120,7 +120,7 @@ def main(argv=None) -> None:
     rows.append(("shapes generation (render 64x64 sprites)", f"{args.shapes_n:,} images",
                  f"{args.shapes_n / gen:,.0f} img/s ({gen:.2f} s)"))
 
-    device_images = load_data.to_device(images)
+    device_images = batches.to_device(images)
     device_images.block_until_ready()
     device = jax.devices()[0]
     for bs in args.batch_sizes:

@@ -7,7 +7,7 @@ Every section prints a Markdown table as soon as it is done and adds its numbers
  1. the device, JAX, and matmul peaks measured here (float32 at the default precision, which on
     GPUs with tensor cores is TF32; float32 at "highest"; bfloat16);
  2. train-step throughput on a synthetic uint8 dataset of CelebA's size and shape resident on
-    the device, fed exactly as ``train.py`` feeds it (``load_data.iterate_batches``, a fresh
+    the device, fed exactly as ``train.py`` feeds it (``imagedata.batches.iterate_batches``, a fresh
     noise key per step): the hand-written step with each formulation of the conv gradient maps
     (``model/conv.py``: lax, fast, narrow), each in float32 and bfloat16, the ``jax.grad`` step
     of the same model and, where PyTorch is installed, the same model in PyTorch eager; rounds
@@ -40,10 +40,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-import load_data  # noqa: E402
 import model  # noqa: E402
-import shapes  # noqa: E402
-from model import conv, fast_conv, heap  # noqa: E402
+from imagedata import shapes  # noqa: E402
+from imagedata.batches import iterate_batches  # noqa: E402
+from model import conv, fast_conv  # noqa: E402
+from system import heap  # noqa: E402
 from model.model import _train_step  # noqa: E402
 from train_step import autodiff_step, flops_per_image  # noqa: E402
 
@@ -103,10 +104,8 @@ class Contender:
     def __init__(self, name, step, images, batch_size, formulation=None, compute_dtype="float32"):
         self.name, self.images, self.batch_size = name, images, batch_size
         self.formulation, self.compute_dtype = formulation, compute_dtype
-        previous = conv._formulation
         if formulation is not None:
-            conv.set_formulation(formulation)  # read while tracing: a fresh function per contender
-            self.step = jax.jit(lambda s, x, k: _train_step(s, x, k, compute_dtype), donate_argnums=0)
+            self.step = jax.jit(lambda s, x, k: _train_step(s, x, k, compute_dtype, formulation), donate_argnums=0)
         else:
             self.step = step
         params = model.init_params(jax.random.PRNGKey(0))
@@ -117,14 +116,13 @@ class Contender:
         start = time.perf_counter()
         jax.block_until_ready(self.run(1))
         self.compile_s = time.perf_counter() - start
-        conv.set_formulation(previous)
         self.times = []
 
     def next_batch(self):
         for batch in self.batches:
             return batch
         self.epoch += 1
-        self.batches = load_data.iterate_batches(self.images, self.batch_size, jax.random.fold_in(self.base_key, self.epoch))
+        self.batches = iterate_batches(self.images, self.batch_size, jax.random.fold_in(self.base_key, self.epoch))
         return next(self.batches)
 
     def run(self, steps):
@@ -194,14 +192,14 @@ def main():
     if args.quick:
         args.batch_size, args.images, args.steps, args.rounds = 16, 256, 2, 2
         args.compare_steps, args.compare_images = 6, 512
-    heap.keep_freed_memory()  # before the first computation (model/heap.py); BVAEX_MALLOC=default: off
+    heap.keep_freed_memory()  # before the first computation (system/heap.py); BVAEX_MALLOC=default: off
     out = args.out
     device = jax.devices()[0]
     RESULTS["setup"] = {"jax": jax.__version__, "backend": jax.default_backend(), "device": device.device_kind,
                         "devices": jax.device_count(), "batch_size": args.batch_size, "images": args.images,
                         "malloc_keeps_freed_memory": heap.applied(), "argv": sys.argv[1:]}
     print(f"JAX {jax.__version__}, backend {jax.default_backend()}, {jax.device_count()} × {device.device_kind}; "
-          f"auto formulation here: {conv.formulation()}", flush=True)
+          f"auto formulation here: {conv.resolve_formulation('auto')}", flush=True)
     forward_flops, step_flops = flops_per_image()
 
     @section("matmul peaks", out)
@@ -317,7 +315,7 @@ def main():
                     batch = next(batches, None)
                     if batch is None:
                         epoch += 1
-                        batches = load_data.iterate_batches(train_x, args.batch_size, jax.random.fold_in(key, epoch))
+                        batches = iterate_batches(train_x, args.batch_size, jax.random.fold_in(key, epoch))
                         batch = next(batches)
                     state, m = step(state, batch, jax.random.fold_in(key, 10_000 + i))
                     losses.append(m["loss"])

@@ -30,7 +30,8 @@ from jax import lax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from model import fast_conv, heap  # noqa: E402
+from model import fast_conv  # noqa: E402
+from system import heap  # noqa: E402
 from model.conv import conv2d, lax_conv2d_input_grad, lax_conv2d_weight_grad  # noqa: E402
 from model.fast_conv import depth_to_space, im2col, space_to_depth, weight_from_s2d, weight_to_s2d  # noqa: E402
 
@@ -97,7 +98,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64, help="images per call (default 64)")
     parser.add_argument("--repeats", type=int, default=9, help="timed calls of each candidate, interleaved")
     args = parser.parse_args()
-    heap.keep_freed_memory()  # before the first computation (model/heap.py)
+    heap.keep_freed_memory()  # before the first computation (system/heap.py)
 
     jobs = []
     for layers, c, o, h in SHAPES:

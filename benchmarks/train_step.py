@@ -6,13 +6,13 @@ table of images/s, the ratio of the two, GFLOP/s from the model's FLOP count, th
 float32 matmul peak measured in the same run, the first-step (compile) time and peak memory.
 When PyTorch happens to be importable, an equivalent PyTorch step is timed too.
 
-The hand-written step is compiled with the backend's XLA options of ``model/xla_options.py``
+The hand-written step is compiled with the backend's XLA options of ``system/xla.py``
 (on the CPU: XLA's own convolutions instead of YNNPACK's). Both steps are also timed under
 XLA's default options ("manual, XLA defaults" and "jax.grad"), and ``jax.grad`` under the
 model's options, so the table separates what the options give from what the backward gives.
 
 glibc's malloc maps XLA's per-step temporaries afresh each step unless told to keep freed
-memory: the benchmark calls ``model.heap.keep_freed_memory()`` first, as the scripts do, so it acts
+memory: the benchmark calls ``system.heap.keep_freed_memory()`` first, as the scripts do, so it acts
 on every contender in the process alike (``BVAEX_MALLOC=default`` turns it off).
 ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (set before the process starts) changes the numbers
 too. The table says what was in force; compare only runs made under the same settings.
@@ -38,8 +38,10 @@ from jax import lax
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import model  # noqa: E402
-from model import adamw, heap, xla_options  # noqa: E402
+from model import adamw  # noqa: E402
+from system import heap, xla  # noqa: E402
 from model.model import _train_step  # noqa: E402
+from model.elbo import per_image  # noqa: E402
 from model.clip import clip_by_global_norm, clip_by_value, global_norm  # noqa: E402
 
 
@@ -80,8 +82,7 @@ def reference_loss(params, x, eps, beta):
                                dimension_numbers=dn, transpose_kernel=True)
         h = h + params[f"decoder.deconv{i}.bias"][None, :, None, None]
         h = jax.nn.sigmoid(h) if i == 3 else jax.nn.relu(h)
-    recon = jnp.sum((h - x) ** 2) / x.shape[0]
-    kl = -0.5 * jnp.sum(1 + logvar - mu ** 2 - jnp.exp(logvar)) / x.shape[0]
+    recon, kl = (term.mean() for term in per_image(h, x, mu, logvar))  # the objective, model/elbo.py
     return recon + beta * kl, (recon, kl)
 
 
@@ -101,7 +102,7 @@ def _autodiff_step(state, x, key):
 autodiff_step = jax.jit(_autodiff_step, donate_argnums=0)
 # Fresh functions, not the same ones jitted again: jax.jit caches traces by function, so a
 # second jit of one function would reuse the first trace.
-autodiff_step_with_options = xla_options.jit(lambda state, x, key: _autodiff_step(state, x, key), donate_argnums=0)
+autodiff_step_with_options = xla.compiled(lambda state, x, key: _autodiff_step(state, x, key), donate_argnums=0)
 manual_step_xla_defaults = jax.jit(lambda state, x, key: _train_step(state, x, key), donate_argnums=0)
 
 
@@ -218,11 +219,11 @@ def main():
     contenders = {"manual": JaxContender(model.train_step, batch)}
     rss_manual = peak_rss_mib()
     device_manual = device_peak_mib()
-    if not args.no_option_variants and xla_options.options():  # without options the two are one program
+    if not args.no_option_variants and xla.options():  # without options the two are one program
         contenders["manual, XLA defaults"] = JaxContender(manual_step_xla_defaults, batch)
     if not args.no_autodiff:
         contenders["jax.grad"] = JaxContender(autodiff_step, batch)
-        if not args.no_option_variants and xla_options.options():
+        if not args.no_option_variants and xla.options():
             contenders["jax.grad, model's XLA options"] = JaxContender(autodiff_step_with_options, batch)
     if not args.no_torch:
         try:
@@ -241,9 +242,9 @@ def main():
     print(f"batch {args.batch_size}, {args.repeats} interleaved repeats (medians), {jax.devices()[0].device_kind}, "
           f"{os.cpu_count()} CPUs; GLIBC_TUNABLES hugetlb {'SET' if hugetlb else 'not set'} "
           f"(compare only runs under the same setting)")
-    print(f"glibc malloc keeps freed memory (model/heap.py, acts on every contender): "
+    print(f"glibc malloc keeps freed memory (system/heap.py, acts on every contender): "
           f"{'yes' if heap.applied() else 'no'}")
-    print(f"XLA options of the manual step: {xla_options.options() or 'none (the defaults)'}")
+    print(f"XLA options of the manual step: {xla.options() or 'none (the defaults)'}")
     print(f"model: {forward_flops / 1e6:.1f} MFLOP forward, {step_flops / 1e6:.1f} MFLOP per training step per image; "
           f"float32 {args.matmul_size}² matmul peak in this run: {peak:.1f} GFLOP/s")
     print()

@@ -4,30 +4,16 @@ Loading never unpickles (``allow_pickle=False``), so a file from elsewhere canno
 Writes go to a temporary file that is renamed into place: a kill mid-write leaves the old file.
 """
 import json
-import os
 import zipfile
 from pathlib import Path
 
 import jax
 import numpy as np
 
+from system.errors import UserError
+from system.files import atomic_write
+
 CONFIG_KEY = "__config__"
-
-
-class CheckpointError(ValueError):
-    """A parameter file that cannot be used, with one sentence saying why and what to do."""
-
-
-def atomic_write(path, write):
-    """Call ``write(file)`` on a temporary file next to ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def save_params(path, params, config=None):
@@ -52,26 +38,27 @@ def load_params(path, architecture=None):
     from .model import DEFAULT_ARCHITECTURE
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"No parameter file at {path}: train one with `python train.py` or pass --weights.")
+        raise UserError(f"No parameter file at {path}: train one with `python train.py` or pass --weights.")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise CheckpointError(f"{path} is not a readable parameter file ({err}); retrain or pick another checkpoint.") from None
+        raise UserError(f"{path} is not a readable parameter file ({err}); retrain or pick another checkpoint.") from None
     config = json.loads(str(arrays.pop(CONFIG_KEY))) if CONFIG_KEY in arrays else {}
     arch = dict(DEFAULT_ARCHITECTURE, **(architecture or config.get("model") or {}))
     arch["channels"] = tuple(arch["channels"])
     for name, shape in expected_shapes(arch).items():
         if name not in arrays:
-            raise CheckpointError(f"{path} has no parameter '{name}': it was not written for this model.")
+            raise UserError(f"{path} has no parameter '{name}': it was not written for this model.")
         if arrays[name].shape != shape:
-            raise CheckpointError(f"Parameter '{name}' in {path} has shape {arrays[name].shape}, "
+            raise UserError(f"Parameter '{name}' in {path} has shape {arrays[name].shape}, "
                                   f"but the model expects {shape}: the checkpoint is of another architecture.")
     params = {name: jax.numpy.asarray(arrays[name], jax.numpy.float32) for name in expected_shapes(arch)}
     return params, config
 
 
 PARAMS_FILE = "params.npz"
+HISTORY_FILE = "history.json"  # beside the epoch_N/ folders of a run
 EPOCH_PREFIX = "epoch_"
 
 
@@ -96,12 +83,12 @@ def latest_checkpoint(weights_dir="weights"):
 def resolve_weights(weights=None, weights_dir="weights"):
     """The params file to load: ``weights`` (a params file or an epoch folder) or the latest one.
 
-    Raises CheckpointError with one sentence when there is none.
+    Raises UserError with one sentence when there is none.
     """
     if weights is None:
         latest = latest_checkpoint(weights_dir)
         if latest is None:
-            raise CheckpointError(f"No checkpoint found in {weights_dir}/: train one first with "
+            raise UserError(f"No checkpoint found in {weights_dir}/: train one first with "
                                   f"`python train.py --dataset shapes`, or pass --weights PATH.")
         return latest / PARAMS_FILE
     path = Path(weights)

@@ -17,12 +17,13 @@ class DecoderCache(NamedTuple):
 
 
 class Decoder:
-    def __init__(self, out_channels=3, channels=(32, 64, 128), latent_dim=128, image_size=64):
+    def __init__(self, out_channels=3, channels=(32, 64, 128), latent_dim=128, image_size=64, formulation="auto"):
         widths = tuple(reversed(channels)) + (out_channels,)  # 128, 64, 32, 3
         self.start_channels = widths[0]
         self.start_size = image_size // 2 ** len(channels)
         self.fc = Dense(latent_dim, widths[0] * self.start_size ** 2)
-        self.deconvs = [(f"decoder.deconv{i + 1}", TransposedConv2D(widths[i], widths[i + 1], 4, 2, 1))
+        self.deconvs = [(f"decoder.deconv{i + 1}", TransposedConv2D(widths[i], widths[i + 1], 4, 2, 1,
+                                                                                formulation=formulation))
                         for i in range(len(channels))]
 
     def init(self, keys):

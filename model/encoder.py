@@ -26,9 +26,9 @@ class EncoderCache(NamedTuple):
 
 
 class Encoder:
-    def __init__(self, in_channels=3, channels=(32, 64, 128), latent_dim=128, image_size=64):
+    def __init__(self, in_channels=3, channels=(32, 64, 128), latent_dim=128, image_size=64, formulation="auto"):
         sizes = (in_channels,) + tuple(channels)
-        self.convs = [(f"encoder.conv{i + 1}", Conv2D(sizes[i], sizes[i + 1], 4, 2, 1))
+        self.convs = [(f"encoder.conv{i + 1}", Conv2D(sizes[i], sizes[i + 1], 4, 2, 1, formulation=formulation))
                       for i in range(len(channels))]
         self.final_size = image_size // 2 ** len(channels)
         self.flat_features = channels[-1] * self.final_size ** 2

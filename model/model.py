@@ -6,7 +6,8 @@ from two places (the KL term and the reparameterisation): gradients add up at fo
 
 Parameters are a flat dict named and shaped like a PyTorch ``state_dict``; the architecture
 (channels, latent size, image size) is read back from those shapes, so ``encode``/``decode``
-need nothing but the parameters.
+need nothing but the parameters. ``conv`` (a static argument everywhere) picks the
+convolution gradients' formulation (``model/conv.py``); "auto" is the backend's fastest.
 """
 import functools
 from typing import NamedTuple
@@ -14,10 +15,13 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from . import adamw, precision, xla_options
+from system.xla import compiled
+
+from . import adamw, precision
 from .clip import clip_by_global_norm, clip_by_value, global_norm
+from .conv import resolve_formulation
 from .decoder import Decoder
-from .elbo import ELBO
+from .elbo import DEFAULT_BETA, ELBO, per_image
 from .encoder import Encoder
 from .reparameterize import Reparameterize
 
@@ -25,9 +29,9 @@ DEFAULT_ARCHITECTURE = {"in_channels": 3, "channels": (32, 64, 128), "latent_dim
 
 
 @functools.lru_cache(maxsize=None)
-def _networks(in_channels, channels, latent_dim, image_size):
-    return (Encoder(in_channels, channels, latent_dim, image_size),
-            Decoder(in_channels, channels, latent_dim, image_size))
+def _networks(in_channels, channels, latent_dim, image_size, formulation="lax"):
+    return (Encoder(in_channels, channels, latent_dim, image_size, formulation),
+            Decoder(in_channels, channels, latent_dim, image_size, formulation))
 
 
 def architecture(params):
@@ -42,9 +46,11 @@ def architecture(params):
             "latent_dim": latent_dim, "image_size": final_size * 2 ** len(channels)}
 
 
-def networks(params):
+def networks(params, conv="auto"):
+    """(Encoder, Decoder) of the architecture of ``params``, with conv formulation ``conv``."""
     arch = architecture(params)
-    return _networks(arch["in_channels"], arch["channels"], arch["latent_dim"], arch["image_size"])
+    return _networks(arch["in_channels"], arch["channels"], arch["latent_dim"], arch["image_size"],
+                     resolve_formulation(conv))
 
 
 def init_params(key, *, in_channels=3, channels=(32, 64, 128), latent_dim=128, image_size=64):
@@ -67,19 +73,33 @@ def to_float(x):
     return x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x
 
 
-@xla_options.jit
-def encode(params, x):
+@functools.partial(compiled, static_argnames="conv")
+def encode(params, x, conv="auto"):
     """x: (N,3,H,W) in [0,1] (or uint8) -> (mu, logvar), each (N,D)."""
-    encoder, _ = networks(params)
+    encoder, _ = networks(params, conv)
     (mu, logvar), _ = encoder.forward(params, to_float(x))
     return mu, logvar
 
 
-@xla_options.jit
-def decode(params, z):
+@functools.partial(compiled, static_argnames="conv")
+def decode(params, z, conv="auto"):
     """z: (N,D) -> x_hat: (N,3,H,W) in (0,1)."""
-    _, decoder = networks(params)
+    _, decoder = networks(params, conv)
     return decoder.forward(params, z)[0]
+
+
+@functools.partial(compiled, static_argnames="conv")
+def reconstruct(params, x, conv="auto"):
+    """Per-image evaluation, decoding μ (no sampling noise).
+
+    x: (N,3,H,W) uint8 or float -> {'x_hat' (N,3,H,W), 'mu', 'logvar' (N,D), 'recon', 'kl' (N,)}.
+    """
+    x = to_float(x)
+    encoder, decoder = networks(params, conv)
+    (mu, logvar), _ = encoder.forward(params, x)
+    x_hat, _ = decoder.forward(params, mu)
+    recon, kl = per_image(x_hat, x, mu, logvar)
+    return {"x_hat": x_hat, "mu": mu, "logvar": logvar, "recon": recon, "kl": kl}
 
 
 class ModelCache(NamedTuple):
@@ -88,36 +108,36 @@ class ModelCache(NamedTuple):
     decoder: object
 
 
-def forward(params, x, eps):
+def forward(params, x, eps, conv="auto"):
     """x: (N,3,H,W) float, eps: (N,D) -> (x_hat, mu, logvar, cache)."""
-    encoder, decoder = networks(params)
+    encoder, decoder = networks(params, conv)
     (mu, logvar), encoder_cache = encoder.forward(params, x)
     z, reparameterize_cache = Reparameterize.forward(mu, logvar, eps)
     x_hat, decoder_cache = decoder.forward(params, z)
     return x_hat, mu, logvar, ModelCache(encoder_cache, reparameterize_cache, decoder_cache)
 
 
-def backward(params, cache, dx_hat, dmu, dlogvar):
+def backward(params, cache, dx_hat, dmu, dlogvar, conv="auto"):
     """The reverse of ``forward``: from ∂loss/∂x̂ and the KL's ∂loss/∂μ, ∂loss/∂logσ² to all grads."""
-    encoder, decoder = networks(params)
+    encoder, decoder = networks(params, conv)
     dz, grads = decoder.backward(params, cache.decoder, dx_hat)
     dmu_z, dlogvar_z = Reparameterize.backward(cache.reparameterize, dz)
     grads.update(encoder.backward(params, cache.encoder, dmu + dmu_z, dlogvar + dlogvar_z))  # forks add
     return {name: grads[name] for name in params}
 
 
-def loss_and_grads(params, x, eps, beta=0.5):
+def loss_and_grads(params, x, eps, beta=DEFAULT_BETA, conv="auto"):
     """metrics {'loss', 'recon', 'kl'} (batch means) and grads shaped like params."""
-    x_hat, mu, logvar, cache = forward(params, to_float(x), eps)
+    x_hat, mu, logvar, cache = forward(params, to_float(x), eps, conv)
     elbo = ELBO(beta)
     metrics, elbo_cache = elbo.forward(x_hat, to_float(x), mu, logvar)
     dx_hat, dmu, dlogvar = elbo.backward(elbo_cache)  # dloss = 1
-    return metrics, backward(params, cache, dx_hat, dmu, dlogvar)
+    return metrics, backward(params, cache, dx_hat, dmu, dlogvar, conv)
 
 
 class TrainHyperparams(NamedTuple):
     """Scalars of the train step, held as arrays in the state so changing them never recompiles."""
-    beta: float = 0.5
+    beta: float = DEFAULT_BETA
     lr: float = 1e-3
     b1: float = 0.9
     b2: float = 0.999
@@ -144,15 +164,15 @@ def init_state(params, **hparams):
     return TrainState(params, adamw.init(params), hp)
 
 
-def _train_step(state, x, key, compute_dtype="float32"):
+def _train_step(state, x, key, compute_dtype="float32", conv="auto"):
     params, hp = state.params, state.hparams
     eps = jax.random.normal(key, (x.shape[0], architecture(params)["latent_dim"]), jnp.float32)
     dtype = precision.compute_dtype(compute_dtype)
     if dtype == jnp.float32:
-        metrics, grads = loss_and_grads(params, x, eps, hp.beta)
+        metrics, grads = loss_and_grads(params, x, eps, hp.beta, conv)
     else:  # float32 master weights, the pass in ``dtype``, float32 gradients for clipping and AdamW
         x = to_float(x).astype(dtype)
-        metrics, grads = loss_and_grads(precision.cast_tree(params, dtype), x, eps.astype(dtype), hp.beta)
+        metrics, grads = loss_and_grads(precision.cast_tree(params, dtype), x, eps.astype(dtype), hp.beta, conv)
         grads = precision.cast_tree(grads, jnp.float32)
     norm = global_norm(grads)
     grads = clip_by_value(clip_by_global_norm(grads, hp.clip_norm, norm), hp.clip_value)
@@ -162,12 +182,15 @@ def _train_step(state, x, key, compute_dtype="float32"):
     return TrainState(params, opt, hp), metrics
 
 
-train_step = xla_options.jit(_train_step, donate_argnums=0, static_argnames="compute_dtype")
-train_step.__doc__ = """One compiled step: forward, manual backward, clipping, AdamW.
+_compiled_train_step = compiled(_train_step, donate_argnums=0, static_argnames=("compute_dtype", "conv"))
+
+
+def train_step(state, x, key, compute_dtype="float32", conv="auto"):
+    """One compiled step: forward, manual backward, clipping, AdamW.
 
     state: TrainState; x: (N,3,H,W) uint8 or float in [0,1]; key: PRNG key for ε;
     compute_dtype: "float32" or "bfloat16" (the pass in bfloat16 against float32 master weights,
-    ``model/precision.py``).
+    ``model/precision.py``); conv: the convolution formulation (``model/conv.py``).
     Returns (new state, {'loss', 'recon', 'kl', 'grad_norm'}). The state's buffers are donated.
-    Compiled with the backend's options of ``model/xla_options.py``.
-"""
+    """
+    return _compiled_train_step(state, x, key, compute_dtype=compute_dtype, conv=resolve_formulation(conv))

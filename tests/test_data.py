@@ -1,4 +1,4 @@
-"""Tests of load_data.py on small CelebA-shaped fixtures generated here."""
+"""Tests of imagedata/ and load_data.py on small CelebA-shaped fixtures generated here."""
 
 import argparse
 import functools
@@ -14,11 +14,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 from PIL import Image
 
-import load_data
-import shapes
-from load_data import DataError
+import cli
+import imagedata
+from imagedata import batches, cache, decoding
+from imagedata import celeba as celeba_source
+from model import to_float
+from imagedata import shapes
+from system.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_IMAGES = 30
@@ -112,11 +117,11 @@ def celeba_kaggle(tmp_path_factory):
 
 def load(root, split, cache, **kw):
     kw.setdefault("num_workers", 1)
-    return load_data.load_split("celeba", split, data_dir=root, cache_dir=str(cache), progress=False, **kw)
+    return imagedata.load_split("celeba", split, data_dir=root, cache_dir=str(cache), progress=False, **kw)
 
 
 def manifest_of(cache, split, **kw):
-    _, json_path = load_data.cache_paths(split, cache_dir=str(cache), **kw)
+    _, json_path = celeba_source.cache_paths(split, cache_dir=str(cache), **kw)
     with open(json_path) as f:
         return json.load(f)
 
@@ -131,8 +136,8 @@ def one_sentence(msg: str) -> bool:
 
 
 def test_split_counts_and_membership(celeba, tmp_path):
-    expected = {s: [i for i in range(1, N_IMAGES + 1) if partition_code(i) == c] for c, s in enumerate(load_data.SPLITS)}
-    for split in load_data.SPLITS:
+    expected = {s: [i for i in range(1, N_IMAGES + 1) if partition_code(i) == c] for c, s in enumerate(imagedata.SPLITS)}
+    for split in imagedata.SPLITS:
         images = load(celeba, split, tmp_path)
         assert images.dtype == np.uint8
         assert images.shape == (len(expected[split]), 3, 64, 64)
@@ -140,7 +145,7 @@ def test_split_counts_and_membership(celeba, tmp_path):
     assert [len(v) for v in expected.values()] == [18, 6, 6]
     m = manifest_of(tmp_path, "test")
     assert m["count"] == 6 and m["layout"] == "folder" and m["crop"] == CROP and m["image_size"] == 64
-    assert m["skipped"] == [] and m["format_version"] == load_data.CACHE_FORMAT_VERSION
+    assert m["skipped"] == [] and m["format_version"] == cache.CACHE_FORMAT_VERSION
     assert m["source"] == os.path.join(celeba, "img_align_celeba")
 
 
@@ -195,13 +200,13 @@ def test_crop_none_resizes_the_whole_frame(celeba, tmp_path):
 
 def counting_decoder(monkeypatch):
     calls = []
-    real = load_data.decode_image
+    real = decoding.decode_image
 
     def counted(*args, **kw):
         calls.append(1)
         return real(*args, **kw)
 
-    monkeypatch.setattr(load_data, "decode_image", counted)
+    monkeypatch.setattr(decoding, "decode_image", counted)
     return calls
 
 
@@ -209,7 +214,7 @@ def test_cache_is_reused_without_decoding(celeba, tmp_path, monkeypatch):
     calls = counting_decoder(monkeypatch)
     first = np.array(load(celeba, "train", tmp_path))
     assert len(calls) == 18
-    npy_path, json_path = load_data.cache_paths("train", cache_dir=str(tmp_path))
+    npy_path, json_path = celeba_source.cache_paths("train", cache_dir=str(tmp_path))
     mtimes = os.stat(npy_path).st_mtime_ns, os.stat(json_path).st_mtime_ns
     second = load(celeba, "train", tmp_path)
     assert len(calls) == 18  # nothing decoded again
@@ -267,35 +272,35 @@ def test_corrupt_jpegs_are_skipped_and_named(celeba, tmp_path, capsys):
 
 def test_truncated_or_corrupt_cache_is_a_data_error(celeba, tmp_path):
     load(celeba, "test", tmp_path)
-    npy_path, json_path = load_data.cache_paths("test", cache_dir=str(tmp_path))
+    npy_path, json_path = celeba_source.cache_paths("test", cache_dir=str(tmp_path))
     good = open(npy_path, "rb").read()
 
     with open(npy_path, "wb") as f:
         f.write(good[:-1000])  # truncated
-    with pytest.raises(DataError) as e:
+    with pytest.raises(UserError) as e:
         load(celeba, "test", tmp_path)
     assert "truncated or corrupt" in str(e.value) and npy_path in str(e.value) and one_sentence(str(e.value))
 
     with open(npy_path, "wb") as f:
         f.write(good[:40])  # cut inside the header
-    with pytest.raises(DataError, match="truncated or corrupt"):
+    with pytest.raises(UserError, match="truncated or corrupt"):
         load(celeba, "test", tmp_path)
 
     with open(npy_path, "wb") as f:
         f.write(good + b"\0" * 100)  # trailing garbage
-    with pytest.raises(DataError, match="truncated or corrupt"):
+    with pytest.raises(UserError, match="truncated or corrupt"):
         load(celeba, "test", tmp_path)
 
     with open(npy_path, "wb") as f:
         f.write(b"\x93NUMPY garbage garbage" * 10)
-    with pytest.raises(DataError, match="truncated or corrupt"):
+    with pytest.raises(UserError, match="truncated or corrupt"):
         load(celeba, "test", tmp_path)
 
     with open(npy_path, "wb") as f:
         f.write(good)
     with open(json_path, "w") as f:
         f.write('{"count": 6, "crop": ')  # truncated manifest
-    with pytest.raises(DataError, match="manifest"):
+    with pytest.raises(UserError, match="manifest"):
         load(celeba, "test", tmp_path)
 
     os.remove(json_path)  # no manifest: rebuilt
@@ -309,7 +314,7 @@ def test_truncated_or_corrupt_cache_is_a_data_error(celeba, tmp_path):
 
 def test_missing_dataset_says_what_to_download(tmp_path, monkeypatch):
     for where in (tmp_path / "nowhere", tmp_path):
-        with pytest.raises(DataError) as e:
+        with pytest.raises(UserError) as e:
             load(str(where), "train", tmp_path / "cache")
         msg = str(e.value)
         assert one_sentence(msg), msg
@@ -318,29 +323,29 @@ def test_missing_dataset_says_what_to_download(tmp_path, monkeypatch):
             assert needle in msg, needle
     # The default folder is ./data/celeba unless $BVAEX_DATA_DIR says otherwise.
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv(load_data.DATA_DIR_ENV, raising=False)
-    with pytest.raises(DataError, match="data/celeba"):
-        load_data.load_split("celeba", "train", progress=False)
+    monkeypatch.delenv(celeba_source.DATA_DIR_ENV, raising=False)
+    with pytest.raises(UserError, match="data/celeba"):
+        imagedata.load_split("celeba", "train", progress=False)
 
 
 def test_data_dir_from_environment(celeba, tmp_path, monkeypatch):
-    monkeypatch.setenv(load_data.DATA_DIR_ENV, celeba)
-    images = load_data.load_split("celeba", "val", cache_dir=str(tmp_path), num_workers=1, progress=False)
+    monkeypatch.setenv(celeba_source.DATA_DIR_ENV, celeba)
+    images = imagedata.load_split("celeba", "val", cache_dir=str(tmp_path), num_workers=1, progress=False)
     assert images.shape == (6, 3, 64, 64)
-    assert load_data.resolve_data_dir("elsewhere") == os.path.abspath("elsewhere")
+    assert celeba_source.resolve_data_dir("elsewhere") == os.path.abspath("elsewhere")
 
 
 def test_empty_image_folder(tmp_path):
     (tmp_path / "img_align_celeba").mkdir()
     (tmp_path / "img_align_celeba" / "readme.txt").write_text("nothing here")
-    with pytest.raises(DataError) as e:
+    with pytest.raises(UserError) as e:
         load(str(tmp_path), "train", tmp_path / "cache")
     assert "no CelebA images" in str(e.value) and one_sentence(str(e.value))
 
 
 def test_corrupt_zip_file(tmp_path):
     (tmp_path / "img_align_celeba.zip").write_bytes(b"PK\x03\x04 broken" * 50)
-    with pytest.raises(DataError, match="zip"):
+    with pytest.raises(UserError, match="zip"):
         load(str(tmp_path), "train", tmp_path / "cache")
 
 
@@ -350,44 +355,44 @@ def test_partition_file_that_does_not_match(tmp_path):
     part = root / "list_eval_partition.txt"
 
     write_partition_txt(part, range(1, N_IMAGES + 3))  # lists 000031.jpg and 000032.jpg
-    with pytest.raises(DataError) as e:
+    with pytest.raises(UserError) as e:
         load(str(root), "train", tmp_path / "c1")
     assert "000031.jpg" in str(e.value) and "2 image(s)" in str(e.value) and one_sentence(str(e.value))
 
     write_partition_txt(part)
     with open(part, "a") as f:
         f.write("000031.jpg\n")  # one field
-    with pytest.raises(DataError, match="line 31"):
+    with pytest.raises(UserError, match="line 31"):
         load(str(root), "train", tmp_path / "c2")
 
     part.write_text("000001.jpg 0\n000002.jpg 7\n")  # bad code
-    with pytest.raises(DataError, match="line 2 .*malformed"):
+    with pytest.raises(UserError, match="line 2 .*malformed"):
         load(str(root), "train", tmp_path / "c3")
 
     part.write_text("000001.jpg 0\n000001.jpg 1\n")
-    with pytest.raises(DataError, match="twice"):
+    with pytest.raises(UserError, match="twice"):
         load(str(root), "train", tmp_path / "c4")
 
     part.unlink()
     (root / "list_eval_partition.csv").write_text("image,split\n000001.jpg,0\n")
-    with pytest.raises(DataError, match="header"):
+    with pytest.raises(UserError, match="header"):
         load(str(root), "train", tmp_path / "c5")
 
 
 def test_without_partition_file_the_official_ranges_are_used(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(load_data, "_OFFICIAL_NOTE_SHOWN", set())
+    monkeypatch.setattr(celeba_source, "_OFFICIAL_NOTE_SHOWN", set())
     root = tmp_path / "data"
     write_images(root / "img_align_celeba")
     images = load(str(root), "train", tmp_path / "cache")
     assert ids_of(images) == list(range(1, N_IMAGES + 1))  # all of 1..30 are official train images
     load(str(root), "train", tmp_path / "cache", crop=None)
-    with pytest.raises(DataError, match="test split .* no images"):
+    with pytest.raises(UserError, match="test split .* no images"):
         load(str(root), "test", tmp_path / "cache")
     notes = [line for line in capsys.readouterr().err.splitlines() if "official" in line]
     assert len(notes) == 1 and "list_eval_partition" in notes[0]
     assert manifest_of(tmp_path / "cache", "train")["partition"] == "official index ranges"
 
-    split = load_data.official_split
+    split = celeba_source.official_split
     assert split(1) == split(162_770) == split("162770.jpg") == "train"
     assert split(162_771) == split(182_637) == "val"
     assert split(182_638) == split("202599.jpg") == "test"
@@ -395,16 +400,16 @@ def test_without_partition_file_the_official_ranges_are_used(tmp_path, monkeypat
 
 
 def test_bad_arguments_are_data_errors(celeba, tmp_path):
-    with pytest.raises(DataError, match="unknown dataset"):
-        load_data.load_split("mnist", "train")
-    with pytest.raises(DataError, match="unknown split"):
-        load_data.load_split("shapes", "validation")
-    with pytest.raises(DataError, match="crop"):
+    with pytest.raises(UserError, match="unknown dataset"):
+        imagedata.load_split("mnist", "train")
+    with pytest.raises(UserError, match="unknown split"):
+        imagedata.load_split("shapes", "validation")
+    with pytest.raises(UserError, match="crop"):
         load(celeba, "train", tmp_path, crop=200)
-    with pytest.raises(DataError, match="limit"):
+    with pytest.raises(UserError, match="limit"):
         load(celeba, "train", tmp_path, limit=0)
-    with pytest.raises(DataError, match="64x64"):
-        load_data.load_split("shapes", "train", image_size=32)
+    with pytest.raises(UserError, match="64x64"):
+        imagedata.load_split("shapes", "train", image_size=32)
 
 
 def test_decoder_converts_other_modes_to_rgb():
@@ -414,17 +419,17 @@ def test_decoder_converts_other_modes_to_rgb():
         return buf.getvalue()
 
     rgb = Image.fromarray(frame(7))
-    gray = load_data.decode_image(encode(rgb.convert("L"), "JPEG"))
+    gray = decoding.decode_image(encode(rgb.convert("L"), "JPEG"))
     assert gray.shape == (3, 64, 64) and gray.dtype == np.uint8
     assert (gray[0] == gray[1]).all() and (gray[1] == gray[2]).all()
-    cmyk = load_data.decode_image(encode(rgb.convert("CMYK"), "JPEG", quality=95))
-    ref = load_data.decode_image(encode(rgb, "JPEG", quality=95))
+    cmyk = decoding.decode_image(encode(rgb.convert("CMYK"), "JPEG", quality=95))
+    ref = decoding.decode_image(encode(rgb, "JPEG", quality=95))
     assert cmyk.shape == (3, 64, 64)
     assert np.abs(cmyk.astype(int) - ref.astype(int)).mean() < 6
-    rgba = load_data.decode_image(encode(rgb.convert("RGBA"), "PNG"), crop=None, size=32)
+    rgba = decoding.decode_image(encode(rgb.convert("RGBA"), "PNG"), crop=None, size=32)
     assert rgba.shape == (3, 32, 32)
     with pytest.raises(ValueError, match="smaller than"):
-        load_data.decode_image(encode(rgb.resize((100, 120)), "PNG"))
+        decoding.decode_image(encode(rgb.resize((100, 120)), "PNG"))
 
 
 # --------------------------------------------------------------------------- #
@@ -447,30 +452,30 @@ def batch_ids(batches) -> list:
 
 
 def test_to_device_and_to_float():
-    x = load_data.to_device(id_images(10))
+    x = batches.to_device(id_images(10))
     assert isinstance(x, jax.Array) and x.dtype == jnp.uint8 and x.shape == (10, 3, 4, 4)
-    f = jax.jit(load_data.to_float)(x)
+    f = jax.jit(to_float)(x)
     assert f.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(f), id_images(10).astype(np.float32) / 255.0, rtol=1e-6)
-    for fn in (load_data.to_float, jax.jit(load_data.to_float)):
+    for fn in (to_float, jax.jit(to_float)):
         assert np.asarray(fn(np.array([0, 255], dtype=np.uint8))).tolist() == [0.0, 1.0]
-    assert load_data.to_float(jnp.ones(3, jnp.float32) * 0.5).dtype == jnp.float32
-    with pytest.raises(DataError):
-        load_data.to_device(np.zeros((2, 3, 4, 4), np.float32))
-    assert load_data.num_batches(70, 16) == 4 and load_data.num_batches(64, 16) == 4
-    assert load_data.num_batches(15, 16) == 0
+    assert to_float(jnp.ones(3, jnp.float32) * 0.5).dtype == jnp.float32
+    with pytest.raises(UserError):
+        batches.to_device(np.zeros((2, 3, 4, 4), np.float32))
+    assert batches.num_batches(70, 16) == 4 and batches.num_batches(64, 16) == 4
+    assert batches.num_batches(15, 16) == 0
 
 
 def test_batches_are_a_deterministic_shuffle():
     n, b = 70, 16
-    images = load_data.to_device(id_images(n))
+    images = batches.to_device(id_images(n))
     key = jax.random.key(0)
-    first = batch_ids(load_data.iterate_batches(images, b, key))
-    again = batch_ids(load_data.iterate_batches(images, b, key))
-    other = batch_ids(load_data.iterate_batches(images, b, jax.random.key(1)))
+    first = batch_ids(batches.iterate_batches(images, b, key))
+    again = batch_ids(batches.iterate_batches(images, b, key))
+    other = batch_ids(batches.iterate_batches(images, b, jax.random.key(1)))
     assert first == again
     assert first != other
-    assert len(first) == load_data.num_batches(n, b) == 4
+    assert len(first) == batches.num_batches(n, b) == 4
     assert all(len(batch) == b for batch in first)
     for ids in (first, other):
         flat = sum(ids, [])
@@ -480,26 +485,26 @@ def test_batches_are_a_deterministic_shuffle():
     # Over keys, every image gets its turn.
     seen = set()
     for k in range(5):
-        seen |= set(sum(batch_ids(load_data.iterate_batches(images, b, jax.random.key(k))), []))
+        seen |= set(sum(batch_ids(batches.iterate_batches(images, b, jax.random.key(k))), []))
     assert seen == set(range(n))
     # An exact multiple: every image exactly once.
-    exact = sum(batch_ids(load_data.iterate_batches(images[:64], b, key)), [])
+    exact = sum(batch_ids(batches.iterate_batches(images[:64], b, key)), [])
     assert sorted(exact) == list(range(64))
     # Raw uint32 keys work too.
-    assert batch_ids(load_data.iterate_batches(images, b, jax.random.PRNGKey(3)))
+    assert batch_ids(batches.iterate_batches(images, b, jax.random.PRNGKey(3)))
 
 
 def test_batches_as_float_and_too_small():
-    images = load_data.to_device(id_images(40))
+    images = batches.to_device(id_images(40))
     key = jax.random.key(7)
-    ints = list(load_data.iterate_batches(images, 8, key))
-    floats = list(load_data.iterate_batches(images, 8, key, as_float=True))
+    ints = list(batches.iterate_batches(images, 8, key))
+    floats = list(batches.iterate_batches(images, 8, key, as_float=True))
     assert ints[0].dtype == jnp.uint8 and floats[0].dtype == jnp.float32
     assert isinstance(floats[0], jax.Array) and floats[0].shape == (8, 3, 4, 4)
     for i, f in zip(ints, floats):
         np.testing.assert_allclose(np.asarray(f), np.asarray(i).astype(np.float32) / 255.0, rtol=1e-6)
-    with pytest.raises(DataError, match="fewer than one batch"):
-        load_data.iterate_batches(images, 41, key)  # raised at the call, not at the first batch
+    with pytest.raises(UserError, match="fewer than one batch"):
+        batches.iterate_batches(images, 41, key)  # raised at the call, not at the first batch
 
 
 # --------------------------------------------------------------------------- #
@@ -509,7 +514,7 @@ def test_batches_as_float_and_too_small():
 
 def test_data_arguments_and_options(celeba, tmp_path):
     parser = argparse.ArgumentParser()
-    load_data.add_data_arguments(parser)
+    cli.add_data_arguments(parser)
     args = parser.parse_args([])
     assert (args.dataset, args.data_dir, args.crop, args.cache_dir, args.limit) == ("shapes", None, 148, None, None)
     assert parser.parse_args(["--crop", "none"]).crop is None
@@ -523,19 +528,19 @@ def test_data_arguments_and_options(celeba, tmp_path):
             assert action.help
 
     celeba_parser = argparse.ArgumentParser()
-    load_data.add_data_arguments(celeba_parser, default_dataset="celeba")
+    cli.add_data_arguments(celeba_parser, default_dataset="celeba")
     args = celeba_parser.parse_args(["--data-dir", celeba, "--cache-dir", str(tmp_path), "--crop", "none", "--limit", "3"])
-    options = load_data.data_options(args)
+    options = cli.data_options(args)
     assert options == {"dataset": "celeba", "data_dir": celeba, "crop": None, "cache_dir": str(tmp_path), "limit": 3}
     assert json.loads(json.dumps(options)) == options
-    images = load_data.load_from_options(options, "test", num_workers=1, progress=False)
+    images = imagedata.load_from_options(options, "test", num_workers=1, progress=False)
     np.testing.assert_array_equal(images, load(celeba, "test", tmp_path / "x", crop=None, limit=3))
 
-    shape_options = load_data.data_options(parser.parse_args(["--limit", "10"]))
-    sprites = load_data.load_from_options(shape_options, "val")
+    shape_options = cli.data_options(parser.parse_args(["--limit", "10"]))
+    sprites = imagedata.load_from_options(shape_options, "val")
     assert sprites.shape == (10, 3, 64, 64) and sprites.dtype == np.uint8
     np.testing.assert_array_equal(sprites, shapes.make_split("val", 10)[0])
-    np.testing.assert_array_equal(load_data.load_split("shapes", "test", limit=5), shapes.make_split("test", 5)[0])
+    np.testing.assert_array_equal(imagedata.load_split("shapes", "test", limit=5), shapes.make_split("test", 5)[0])
 
 
 def run_cli(*args):

@@ -1,4 +1,4 @@
-"""disentangle.py and benchmarks/beta_sweep.py end to end on a tiny model trained for a few steps."""
+"""disentangle.py and experiments/beta_sweep/beta_sweep.py end to end on a tiny model trained for a few steps."""
 import argparse
 import importlib.util
 import json
@@ -8,9 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from system.errors import UserError
+
 import disentangle
-import shapes
+from analysis.disentanglement import score
+from system.errors import EXIT_USER_ERROR
+from imagedata import shapes
 import train
+import training
+import training.loop
 from model import load_checkpoint, save_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +26,7 @@ TINY_SIZES = ["--num-train", "24", "--num-test", "12", "--pairs", "4", "--mig-sa
 
 
 def _load_sweep():
-    spec = importlib.util.spec_from_file_location("beta_sweep", ROOT / "benchmarks" / "beta_sweep.py")
+    spec = importlib.util.spec_from_file_location("beta_sweep", ROOT / "experiments" / "beta_sweep" / "beta_sweep.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -33,7 +39,7 @@ def weights_dir(tmp_path_factory):
     args = train.build_parser().parse_args(
         ["--dataset", "shapes", "--limit", "64", "--val-images", "0", "--epochs", "1", "--max-steps", "3",
          "--beta", "4", "--no-progress", "--weights-dir", str(folder)] + TINY_ARCH)
-    train.train(train.config_from_args(args), weights_dir=folder, progress=False, log=lambda *_: None)
+    training.train(train.config_from_args(args), weights_dir=folder, progress=False, log=lambda *_: None)
     return folder
 
 
@@ -77,15 +83,15 @@ def test_scores_a_checkpoint_and_writes_json(weights_dir, tmp_path, capsys):
 def test_score_is_reproducible_from_its_seed(weights_dir):
     params = load_checkpoint(weights_dir=weights_dir)[0]
     sizes = dict(num_train=12, num_test=6, pairs=2, mig_samples=100)
-    first, again = disentangle.score(params, seed=7, **sizes), disentangle.score(params, seed=7, **sizes)
+    first, again = score(params, shapes, seed=7, **sizes), score(params, shapes, seed=7, **sizes)
     for key in ("beta_vae", "mig", "active_units"):
         assert first[key] == again[key]
-    with pytest.raises(disentangle.ScoreError):
-        disentangle.score(params, num_train=0)
+    with pytest.raises(UserError):
+        score(params, shapes, num_train=0)
 
 
 def test_missing_checkpoint_is_one_sentence_and_exit_1(tmp_path, capsys):
-    assert disentangle.main(["--weights-dir", str(tmp_path / "nothing"), "--out-dir", str(tmp_path / "out")]) == 1
+    assert disentangle.main(["--weights-dir", str(tmp_path / "nothing"), "--out-dir", str(tmp_path / "out")]) == EXIT_USER_ERROR
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith("error: ") and err.endswith(".")
     assert "train.py --dataset shapes" in err
@@ -96,7 +102,7 @@ def test_celeba_checkpoint_is_refused(weights_dir, tmp_path, capsys):
     params, config, _ = load_checkpoint(weights_dir=weights_dir)
     path = tmp_path / "celeba.npz"
     save_params(path, params, dict(config, data=dict(config["data"], dataset="celeba")))
-    assert disentangle.main(["--weights", str(path), "--out-dir", str(tmp_path / "out")]) == 1
+    assert disentangle.main(["--weights", str(path), "--out-dir", str(tmp_path / "out")]) == EXIT_USER_ERROR
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "celeba" in err and "factors are unknown" in err
     assert not (tmp_path / "out").exists()
@@ -134,4 +140,4 @@ def test_beta_sweep_runs_end_to_end(tmp_path, capsys):
     assert sweep.main(argv + ["--report-only", "--note", "A note on the budget."]) == 0
     rebuilt = (out / sweep.MARKDOWN_FILE).read_text()
     assert "A note on the budget." in rebuilt and "| 4 |" in rebuilt
-    assert sweep.main(["--report-only", "--work-dir", str(tmp_path / "empty"), "--out-dir", str(out)]) == 1
+    assert sweep.main(["--report-only", "--work-dir", str(tmp_path / "empty"), "--out-dir", str(out)]) == EXIT_USER_ERROR

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import disentangle_metrics as dm
+from analysis import disentanglement as dm
 
 SIZES = (3, 6, 40, 32, 32, 6)
 SAMPLE = dm.uniform_factor_sampler(SIZES)

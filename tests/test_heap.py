@@ -1,4 +1,4 @@
-"""model/heap.py: with it, a large block freed and allocated again costs no fresh page faults."""
+"""system/heap.py: with it, a large block freed and allocated again costs no fresh page faults."""
 import json
 import os
 import subprocess
@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from model import heap
+from system import heap
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,7 +28,7 @@ GLIBC = _glibc()
 CHILD = textwrap.dedent("""
     import json, sys, threading
     sys.path.insert(0, {root!r})
-    from model import heap
+    from system import heap
     applied = heap.keep_freed_memory()
     import numpy as np
 

@@ -5,7 +5,7 @@ import pytest
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-import image_metrics as im
+from analysis import image_metrics as im
 
 # float32 against scikit-image's float64: observed errors are ~1e-7.  Kept well
 # below the shifts caused by a wrong window (sigma 1.6, 9 taps, box filter:
@@ -157,27 +157,6 @@ def test_psnr_of_identical_images_is_capped():
     assert im.PSNR_MAX_DB == pytest.approx(-10 * np.log10(im.PSNR_MSE_FLOOR))
     expected_other = peak_signal_noise_ratio(a[0].astype(np.float64), b[0].astype(np.float64), data_range=1.0)
     assert got[0] == pytest.approx(expected_other, abs=1e-3)
-
-
-@pytest.mark.parametrize("n,batch", [(10, 4), (7, 16), (12, 12)])
-def test_batched_matches_reference(n, batch):
-    rng = np.random.default_rng(7)
-    a, b = _random_pair(rng, (n, 3, 16, 12), 0.1)
-    ref_psnr = [peak_signal_noise_ratio(x, y, data_range=1.0) for x, y in zip(a.astype(np.float64), b.astype(np.float64))]
-    got = im.batched(im.psnr, a, b, batch_size=batch)
-    assert got.shape == (n,)
-    np.testing.assert_allclose(got, ref_psnr, atol=1e-3, rtol=0)
-    np.testing.assert_allclose(im.batched(im.ssim, a, b, batch_size=batch), _sk_ssim(a, b), atol=SSIM_ATOL, rtol=0)
-
-
-def test_channel_means():
-    x = np.empty((4, 3, 8, 8), np.float32)
-    x[:, 0], x[:, 1], x[:, 2] = 0.1, 0.5, 0.9
-    np.testing.assert_allclose(im.channel_means(x), [0.1, 0.5, 0.9], atol=1e-7)
-    rng = np.random.default_rng(8)
-    y = rng.integers(0, 256, size=(5, 3, 6, 7), dtype=np.uint8)
-    ref = [sum(float(v) for v in y[:, c].ravel()) / y[:, c].size for c in range(3)]
-    np.testing.assert_allclose(im.channel_means(y), ref, rtol=1e-12)
 
 
 def test_active_units_counts_informative_dims():

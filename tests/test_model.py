@@ -215,9 +215,15 @@ FORBIDDEN = re.compile(r"jax\.(grad|vjp|jvp|value_and_grad|linear_transpose|cust
                        r"|^\s*(import|from) (flax|optax|equinox|haiku)\b", re.MULTILINE)
 
 
+PRODUCT_PACKAGES = ("model", "imagedata", "training", "analysis", "system")
+
+
 def test_no_autodiff_in_the_product():
-    files = sorted((ROOT / "model").glob("*.py")) + sorted(ROOT.glob("*.py"))
-    assert files, "the product files were not found"
+    files = [f for package in PRODUCT_PACKAGES for f in sorted((ROOT / package).rglob("*.py"))]
+    files += sorted(ROOT.glob("*.py"))
+    assert {f.parent.name for f in files} >= set(PRODUCT_PACKAGES), "the product files were not found"
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "benchmarks"}
+    assert packages <= set(PRODUCT_PACKAGES), f"a package the check does not scan: {packages - set(PRODUCT_PACKAGES)}"
     offenders = [f"{f.relative_to(ROOT)}: {m.group(0)}" for f in files for m in FORBIDDEN.finditer(f.read_text())]
     assert not offenders, "autodiff in the product: " + "; ".join(offenders)
 

@@ -73,41 +73,31 @@ def test_bfloat16_train_step_keeps_float32_master_weights_and_tracks_float32():
     assert any(not np.array_equal(s16.params[k], s32.params[k]) for k in params)  # it did run in bf16
 
 
-@pytest.fixture
-def restore_formulation():
-    saved = conv._formulation
-    yield
-    conv.set_formulation(saved)
-
-
-def test_formulation_choice(restore_formulation):
-    conv.set_formulation("auto")
-    assert conv.formulation() == conv.AUTO.get(jax.default_backend(), "lax")
-    conv.set_formulation("lax")
-    assert conv.formulation() == "lax"
-    conv.set_formulation("narrow")  # fast_conv for the 3-channel maps only
-    assert conv._fast(4, 2, 1, (64, 64), (32, 32), 3) and not conv._fast(4, 2, 1, (32, 32), (16, 16), 32)
-    conv.set_formulation("fast")
-    assert conv._fast(4, 2, 1, (32, 32), (16, 16), 32) and not conv._fast(3, 1, 1, (32, 32), (32, 32), 3)
-    assert conv._fast(4, 2, 1, (32, 32), (16, 16), 32, "weight")
-    conv.set_formulation("mixed")  # fast_conv input gradients, lax weight gradients
-    assert conv._fast(4, 2, 1, (32, 32), (16, 16), 32, "input") and conv._fast(4, 2, 1, (64, 64), (32, 32), 3)
-    assert not conv._fast(4, 2, 1, (32, 32), (16, 16), 32, "weight")
-    assert not conv._fast(4, 2, 1, (64, 64), (32, 32), 3, "weight")
+def test_formulation_choice():
+    assert conv.resolve_formulation("auto") == conv.AUTO.get(jax.default_backend(), "lax")
+    assert conv.resolve_formulation("auto", "gpu") == "fast" and conv.resolve_formulation("auto", "tpu") == "lax"
+    assert conv.resolve_formulation("lax") == "lax"
+    fast = lambda name, hw, c, gradient="input": conv.uses_fast_conv(name, gradient, c, 4, 2, 1, hw, tuple(s // 2 for s in hw))
+    assert not fast("lax", (64, 64), 3)
+    assert fast("narrow", (64, 64), 3) and not fast("narrow", (32, 32), 32)  # fast_conv for the 3-channel maps only
+    assert fast("fast", (32, 32), 32) and fast("fast", (32, 32), 32, "weight")
+    assert not conv.uses_fast_conv("fast", "input", 3, 3, 1, 1, (32, 32), (32, 32))  # another kernel: lax
+    assert fast("mixed", (32, 32), 32) and fast("mixed", (64, 64), 3)  # fast_conv input gradients,
+    assert not fast("mixed", (32, 32), 32, "weight") and not fast("mixed", (64, 64), 3, "weight")  # lax weight ones
+    assert conv.Conv2D(3, 8, formulation="fast").formulation == "fast"
     with pytest.raises(ValueError, match="one of"):
-        conv.set_formulation("cudnn")
+        conv.Conv2D(3, 8, formulation="cudnn")
 
 
-def test_lax_and_fast_formulations_give_the_same_model_gradients_float64(restore_formulation):
+def test_lax_and_fast_formulations_give_the_same_model_gradients_float64():
     with jax.enable_x64(True):
         params = jax.tree.map(lambda p: p.astype(jnp.float64), init_params(jax.random.PRNGKey(0), **SMALL))
         x = jax.random.uniform(jax.random.PRNGKey(1), (3, 3, 16, 16), jnp.float64)
         eps = jax.random.normal(jax.random.PRNGKey(2), (3, 5), jnp.float64)
         results = {}
+        step = jax.jit(loss_and_grads, static_argnames="conv")
         for name in ("fast", "mixed", "narrow", "lax"):
-            conv.set_formulation(name)
-            # a fresh function per formulation: the choice is read while tracing
-            results[name] = jax.jit(lambda p, x, e: loss_and_grads(p, x, e, 0.5))(params, x, eps)
+            results[name] = step(params, x, eps, 0.5, conv=name)
         m_lax, g_lax = results["lax"]
         for formulation in ("fast", "mixed", "narrow"):
             m, g = results[formulation]

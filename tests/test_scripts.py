@@ -6,16 +6,18 @@ import math
 import jax
 import numpy as np
 import pytest
+
+from system.errors import EXIT_USER_ERROR, UserError
 from PIL import Image
 
 import evaluate
-import figures
+from analysis import curves, figures, latents
 import interpolate
 import metrics
 import plots
-import script_utils as su
-import shapes
-from model import CheckpointError, init_params, init_state, load_params, save_params, train_step
+import cli
+from imagedata import shapes
+from model import init_params, init_state, load_params, save_params, train_step
 
 SMALL = {"in_channels": 3, "channels": [8, 16, 32], "latent_dim": 8, "image_size": 64}
 DATA = {"dataset": "shapes", "data_dir": None, "crop": 148, "cache_dir": None, "limit": None}
@@ -60,7 +62,7 @@ def _png_size(path):
 
 
 def _checkpoint(run_dir, weights=None):
-    return su.load(argparse.Namespace(weights=weights, weights_dir=str(run_dir / "weights")))
+    return cli.load(argparse.Namespace(weights=weights, weights_dir=str(run_dir / "weights")))
 
 
 def _common(run_dir, out):
@@ -87,20 +89,20 @@ def test_evaluate_writes_three_figures(run_dir, tmp_path, capsys):
     assert _png_size(tmp_path / evaluate.SAMPLES_FILE) == figures.grid_pixel_size(3, 3, title=True)  # 8 -> 3x3
     assert _png_size(tmp_path / evaluate.TRAVERSAL_FILE) == figures.grid_pixel_size(
         2, 5, row_labels=True, col_labels=True, title=True, col_breaks=(0,))
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
 
 
 def test_prior_samples_are_seeded(run_dir):
     ckpt = _checkpoint(run_dir)
-    a = evaluate.prior_samples(ckpt.params, 8, seed=3)
-    b = evaluate.prior_samples(ckpt.params, 8, seed=3)
-    c = evaluate.prior_samples(ckpt.params, 8, seed=4)
+    a = figures.prior_samples(ckpt.params, 8, seed=3)
+    b = figures.prior_samples(ckpt.params, 8, seed=3)
+    c = figures.prior_samples(ckpt.params, 8, seed=4)
     assert a.shape == (8, 3, 64, 64) and np.array_equal(a, b) and not np.array_equal(a, c)
     assert a.min() >= 0.0 and a.max() <= 1.0
 
 
 def test_metrics_json_and_table(run_dir, tmp_path, capsys):
-    argv = _common(run_dir, tmp_path) + ["--num-images", "16", "--batch-size", "8",
+    argv = _common(run_dir, tmp_path) + ["--num-images", "16",
                                           "--weights", str(run_dir / "weights" / "epoch_1")]
     assert metrics.main(argv) == 0
     out = capsys.readouterr().out
@@ -121,11 +123,12 @@ def test_metrics_json_and_table(run_dir, tmp_path, capsys):
 
 def test_metrics_match_a_direct_computation(run_dir):
     """Chunked, padded evaluation equals one unchunked pass, and SSIM equals its definition."""
-    from image_metrics import psnr, ssim
+    from analysis.evaluation import compute_metrics
+    from analysis.image_metrics import psnr, ssim
     from model import decode, encode
     ckpt = _checkpoint(run_dir)
     images, _ = shapes.make_split("test", 13)  # chunks of 8: the second one padded
-    m = metrics.compute_metrics(ckpt.params, images, beta=2.0, batch_size=8)
+    m = compute_metrics(ckpt.params, images, beta=2.0, size=8)
     x = images.astype(np.float32) / 255
     mu, logvar = encode(ckpt.params, x)
     x_hat = np.asarray(decode(ckpt.params, mu))
@@ -158,36 +161,36 @@ def test_interpolate_index_flags_and_bad_index(run_dir, tmp_path, capsys):
     assert _png_size(tmp_path / interpolate.INTERPOLATION_FILE) == figures.grid_pixel_size(
         1, 10, row_labels=True, col_labels=True, title=True, col_breaks=(0, 8))
     capsys.readouterr()
-    assert interpolate.main(_common(run_dir, tmp_path) + ["--index-a", "7", "--limit", "4"]) == 1
+    assert interpolate.main(_common(run_dir, tmp_path) + ["--index-a", "7", "--limit", "4"]) == EXIT_USER_ERROR
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_plots_writes_loss_curves(run_dir, tmp_path, capsys):
     assert plots.main(["--weights-dir", str(run_dir / "weights"), "--out-dir", str(tmp_path)]) == 0
-    expected = (round(plots.FIGSIZE[0] * plots.DPI), round(plots.FIGSIZE[1] * plots.DPI))
-    assert _png_size(tmp_path / plots.CURVES_FILE) == expected
+    expected = (round(curves.FIGSIZE[0] * curves.DPI), round(curves.FIGSIZE[1] * curves.DPI))
+    assert _png_size(tmp_path / curves.CURVES_FILE) == expected
     history = run_dir / "weights" / "history.json"
     assert plots.main(["--history", str(history), "--out-dir", str(tmp_path / "log"), "--log"]) == 0
-    assert _png_size(tmp_path / "log" / plots.CURVES_FILE) == expected
+    assert _png_size(tmp_path / "log" / curves.CURVES_FILE) == expected
 
 
 def test_plots_missing_or_empty_history(tmp_path, capsys):
-    assert plots.main(["--weights-dir", str(tmp_path), "--out-dir", str(tmp_path)]) == 1
+    assert plots.main(["--weights-dir", str(tmp_path), "--out-dir", str(tmp_path)]) == EXIT_USER_ERROR
     err = capsys.readouterr().err
     assert "No training history" in err and "train.py" in err and err.count("\n") == 1
     (tmp_path / "history.json").write_text(json.dumps({"config": {}, "epochs": [], "steps": []}))
-    assert plots.main(["--weights-dir", str(tmp_path), "--out-dir", str(tmp_path)]) == 1
+    assert plots.main(["--weights-dir", str(tmp_path), "--out-dir", str(tmp_path)]) == EXIT_USER_ERROR
     assert "no finished epoch" in capsys.readouterr().err
-    assert not (tmp_path / plots.CURVES_FILE).exists()
+    assert not (tmp_path / curves.CURVES_FILE).exists()
 
 
 def test_step_positions_fall_inside_their_epoch():
     epochs = [{"epoch": 1, "step": 4}, {"epoch": 2, "step": 8}]
     steps = [{"step": s, "epoch": 1 + (s - 1) // 4} for s in range(1, 9)]
-    np.testing.assert_allclose(plots.step_positions(epochs, steps), np.arange(1, 9) / 4)
+    np.testing.assert_allclose(curves.step_positions(epochs, steps), np.arange(1, 9) / 4)
     no_steps = [{"epoch": 1}, {"epoch": 2}]
-    np.testing.assert_allclose(plots.step_positions(no_steps, [{"epoch": 1}, {"epoch": 1}, {"epoch": 2}]),
+    np.testing.assert_allclose(curves.step_positions(no_steps, [{"epoch": 1}, {"epoch": 1}, {"epoch": 2}]),
                                [0.5, 1.0, 2.0])
 
 
@@ -198,7 +201,7 @@ def test_step_positions_fall_inside_their_epoch():
 
 @pytest.mark.parametrize("script", [evaluate, metrics, interpolate])
 def test_missing_checkpoint_says_how_to_train(script, tmp_path, capsys):
-    assert script.main(["--weights-dir", str(tmp_path / "none"), "--out-dir", str(tmp_path)]) == 1
+    assert script.main(["--weights-dir", str(tmp_path / "none"), "--out-dir", str(tmp_path)]) == EXIT_USER_ERROR
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
     assert "train.py" in captured.err and "No checkpoint" in captured.err
@@ -209,9 +212,9 @@ def test_wrong_architecture_checkpoint(run_dir, tmp_path, capsys):
     params, _ = load_params(run_dir / "weights" / "epoch_1" / "params.npz")
     path = tmp_path / "weights" / "epoch_3" / "params.npz"
     save_params(path, params, _config(model=dict(SMALL, latent_dim=12)))
-    with pytest.raises(CheckpointError) as info:
+    with pytest.raises(UserError) as info:
         _checkpoint(tmp_path, weights=str(path))
-    assert metrics.main(["--weights", str(path.parent), "--out-dir", str(tmp_path), "--num-images", "4"]) == 1
+    assert metrics.main(["--weights", str(path.parent), "--out-dir", str(tmp_path), "--num-images", "4"]) == EXIT_USER_ERROR
     err = capsys.readouterr().err
     assert err == f"error: {info.value}\n" and "architecture" in err
 
@@ -225,16 +228,16 @@ def test_slerp_nearly_parallel_is_finite_with_exact_endpoints():
     rng = np.random.default_rng(0)
     a = rng.normal(size=16).astype(np.float32)
     for b in (a.copy(), a + np.float32(1e-7), 2.5 * a, -a, np.zeros(16, np.float32)):
-        z = interpolate.slerp(a, b, np.linspace(0, 1, 7))
+        z = latents.slerp(a, b, np.linspace(0, 1, 7))
         assert np.all(np.isfinite(z))
         assert np.array_equal(z[0], a.astype(np.float64)) and np.array_equal(z[-1], b.astype(np.float64))
-    z = interpolate.interpolate_latents(a, a + 1e-9, 8, "slerp")
+    z = latents.interpolate_latents(a, a + 1e-9, 8, "slerp")
     assert z.shape == (10, 16) and np.all(np.isfinite(z))
 
 
 def test_slerp_keeps_the_norm_on_a_great_circle():
     a, b = np.array([1.0, 0.0, 0.0]), np.array([0.0, 2.0, 0.0])
-    z = interpolate.slerp(a / 1.0, b / 2.0, np.linspace(0, 1, 5))
+    z = latents.slerp(a / 1.0, b / 2.0, np.linspace(0, 1, 5))
     np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0)
     np.testing.assert_allclose(z[2], [np.sqrt(0.5), np.sqrt(0.5), 0.0])
 
@@ -242,7 +245,7 @@ def test_slerp_keeps_the_norm_on_a_great_circle():
 def test_linear_interpolation_endpoints_and_midpoint():
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=(2, 8)).astype(np.float32)
-    z = interpolate.interpolate_latents(a, b, 3, "linear")
+    z = latents.interpolate_latents(a, b, 3, "linear")
     assert z.shape == (5, 8)
     assert np.array_equal(z[0], a.astype(np.float64)) and np.array_equal(z[-1], b.astype(np.float64))
     np.testing.assert_allclose(z[2], (a.astype(np.float64) + b) / 2)
@@ -259,25 +262,25 @@ def test_traversal_ranks_dimensions_by_kl():
     # Hand-built posteriors: dimension 2 has the largest KL, then 0, then 3; 1 and 4 have none.
     mu = np.array([[1.0, 0.0, 3.0, 0.5, 0.0], [-1.0, 0.0, -3.0, 0.5, 0.0]])
     logvar = np.zeros_like(mu)
-    from image_metrics import kl_per_dimension
+    from analysis.image_metrics import kl_per_dimension
     kl = kl_per_dimension(mu, logvar)
     np.testing.assert_allclose(kl, [0.5, 0.0, 4.5, 0.125, 0.0])
-    assert list(evaluate.rank_dimensions(kl)) == [2, 0, 3, 1, 4]
-    z = evaluate.traversal_latents(np.arange(5.0), [2, 0], [-3.0, 0.0, 3.0])
+    assert list(latents.rank_dimensions(kl)) == [2, 0, 3, 1, 4]
+    z = latents.traversal_latents(np.arange(5.0), [2, 0], [-3.0, 0.0, 3.0])
     assert z.shape == (2, 3, 5)
     np.testing.assert_array_equal(z[0, :, 2], [-3, 0, 3])
     np.testing.assert_array_equal(z[0][:, [0, 1, 3, 4]], np.tile([0.0, 1, 3, 4], (3, 1)))
     np.testing.assert_array_equal(z[1, :, 0], [-3, 0, 3])
-    rel = evaluate.traversal_latents(np.arange(5.0), [4], [-1.0, 1.0], relative=True)
+    rel = latents.traversal_latents(np.arange(5.0), [4], [-1.0, 1.0], relative=True)
     np.testing.assert_array_equal(rel[0, :, 4], [3, 5])
-    np.testing.assert_allclose(evaluate.traversal_values(9)[[0, 4, 8]], [-3, 0, 3])
+    np.testing.assert_allclose(latents.traversal_values(9)[[0, 4, 8]], [-3, 0, 3])
 
 
 def test_data_flags_override_the_checkpoint():
     parser = evaluate.build_parser()
     config = {"data": {"dataset": "celeba", "data_dir": "/x", "crop": 100, "cache_dir": None, "limit": 50}}
-    assert su.data_options(parser.parse_args([]), config)["dataset"] == "celeba"
-    opts = su.data_options(parser.parse_args(["--dataset", "shapes", "--limit", "3"]), config)
+    assert cli.data_options(parser.parse_args([]), config["data"])["dataset"] == "celeba"
+    opts = cli.data_options(parser.parse_args(["--dataset", "shapes", "--limit", "3"]), config["data"])
     assert opts["dataset"] == "shapes" and opts["limit"] == 3 and opts["crop"] == 100
 
 
@@ -291,4 +294,4 @@ def test_grid_and_save_are_pixel_exact(tmp_path):
     m = figures.MARGIN_PX
     top = pixels.shape[0] - m - (2 * 16 + figures.GAP)  # the picture sits on the bottom margin
     np.testing.assert_array_equal(pixels[top:top + 16, m:m + 16], images[0, 0].transpose(1, 2, 0))
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-import shapes
+from imagedata import shapes
 
 BASE = (0, 5, 0, 10, 12, 0)  # square, largest, upright, somewhere left of centre, red
 

@@ -11,7 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from system.errors import EXIT_USER_ERROR, UserError
+
 import train
+import training
+import training.loop
 from model import count_params, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +25,7 @@ TINY = ["--dataset", "shapes", "--limit", "128", "--batch-size", "32", "--val-im
 
 def run(tmp_path, *extra, name="w"):
     args = train.build_parser().parse_args(TINY + ["--weights-dir", str(tmp_path / name)] + list(extra))
-    return train.train(train.config_from_args(args), weights_dir=tmp_path / name, resume=args.resume,
+    return training.train(train.config_from_args(args), weights_dir=tmp_path / name, resume=args.resume,
                        keep=args.keep, progress=False, log=lambda *_: None)
 
 
@@ -76,7 +80,7 @@ def test_max_steps_stops_mid_epoch_and_resumes_exactly(tmp_path):
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, monkeypatch):
     run(tmp_path, "--epochs", "1", name="straight")
-    real_step, calls = train.train_step, []
+    real_step, calls = training.loop.train_step, []
 
     def step_then_interrupt(*args, **kwargs):
         calls.append(1)
@@ -84,9 +88,9 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, monkeypatch):
             os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C during step 2
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(train, "train_step", step_then_interrupt)
+    monkeypatch.setattr(training.loop, "train_step", step_then_interrupt)
     summary = run(tmp_path, "--epochs", "1", name="split")
-    monkeypatch.setattr(train, "train_step", real_step)
+    monkeypatch.setattr(training.loop, "train_step", real_step)
     assert summary["interrupted"] and summary["step"] == 2
     assert (tmp_path / "split" / "interrupted" / "params.npz").is_file()
     run(tmp_path, "--epochs", "1", "--resume", name="split")
@@ -97,7 +101,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, monkeypatch):
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     run(tmp_path, "--epochs", "1")
     before = params_of(tmp_path / "w" / "epoch_1")
-    real_step = train.train_step
+    real_step = training.loop.train_step
 
     def nan_at_step_6(state, x, key, **kwargs):
         state, metrics = real_step(state, x, key, **kwargs)
@@ -105,8 +109,8 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, mo
             metrics = dict(metrics, loss=jnp.nan)
         return state, metrics
 
-    monkeypatch.setattr(train, "train_step", nan_at_step_6)
-    with pytest.raises(train.TrainingError, match="at step 6"):
+    monkeypatch.setattr(training.loop, "train_step", nan_at_step_6)
+    with pytest.raises(UserError, match="at step 6"):
         run(tmp_path, "--epochs", "2", "--resume")
     assert not (tmp_path / "w" / "epoch_2").exists()
     assert_same_params(before, params_of(tmp_path / "w" / "epoch_1"), rtol=0)
@@ -124,7 +128,7 @@ def test_keep_prunes_old_checkpoints(tmp_path):
 def test_clear_messages(tmp_path, capsys, extra, message):
     code = train.main(TINY + ["--weights-dir", str(tmp_path / "w")] + extra)
     err = capsys.readouterr().err
-    assert code == 1 and message in err and "Traceback" not in err
+    assert code == EXIT_USER_ERROR and message in err and "Traceback" not in err
     assert err.count("\n") == 1
 
 
@@ -132,28 +136,28 @@ def test_resume_with_another_architecture_is_refused(tmp_path, capsys):
     run(tmp_path, "--epochs", "1")
     code = train.main(TINY + ["--weights-dir", str(tmp_path / "w"), "--resume", "--latent-dim", "6"])
     err = capsys.readouterr().err
-    assert code == 1 and "another architecture" in err and "Traceback" not in err
+    assert code == EXIT_USER_ERROR and "another architecture" in err and "Traceback" not in err
 
 
 def test_missing_celeba_says_what_to_do(tmp_path, capsys):
     code = train.main(["--dataset", "celeba", "--data-dir", str(tmp_path / "nothing"), "--no-progress",
                        "--weights-dir", str(tmp_path / "w")])
     err = capsys.readouterr().err
-    assert code == 1 and "--dataset shapes" in err and "Traceback" not in err
+    assert code == EXIT_USER_ERROR and "--dataset shapes" in err and "Traceback" not in err
 
 
 def test_defaults_are_the_seeds():
-    config = train.config_from_args(train.build_parser().parse_args([]))
+    config = train.config_from_args(train.build_parser().parse_args([])).as_dict()
     assert config["data"]["dataset"] == "celeba"
-    assert config["model"]["latent_dim"] is None and config["model"]["channels"] is None  # resolved in train()
+    assert config["model"]["latent_dim"] == 128 and config["model"]["channels"] == [32, 64, 128]
     assert config["train"] | {"epochs": 100, "batch_size": 512, "lr": 1e-3, "b1": 0.9, "b2": 0.999,
                               "weight_decay": 0.01, "beta": 0.5} == config["train"]
 
 
 def test_a_new_run_gets_the_seeds_architecture(tmp_path):
-    config = train.config_from_args(train.build_parser().parse_args(["--dataset", "shapes", "--limit", "64"]))
-    config["train"].update(max_steps=0, val_images=0)
-    summary = train.train(config, weights_dir=tmp_path, progress=False, log=lambda *_: None)
+    config = train.config_from_args(train.build_parser().parse_args(["--dataset", "shapes", "--limit", "64",
+                                                                      "--max-steps", "0", "--val-images", "0"]))
+    summary = training.train(config, weights_dir=tmp_path, progress=False, log=lambda *_: None)
     assert summary["step"] == 0  # max_steps 0: the model is built, nothing is trained
     assert count_params(summary["state"].params) == 3_485_251
 
@@ -163,7 +167,7 @@ def test_resume_without_architecture_flags_takes_the_checkpoints(tmp_path):
     args = train.build_parser().parse_args(["--dataset", "shapes", "--no-progress", "--epochs", "2", "--resume",
                                             "--weights-dir", str(tmp_path / "w")])
     assert args.latent_dim is None
-    summary = train.train(train.config_from_args(args), weights_dir=tmp_path / "w", resume=True, progress=False,
+    summary = training.train(train.config_from_args(args), weights_dir=tmp_path / "w", resume=True, progress=False,
                           log=lambda *_: None)
     assert summary["epoch"] == 2
     assert load_checkpoint(tmp_path / "w" / "epoch_2")[1]["model"]["latent_dim"] == 4
@@ -173,8 +177,10 @@ TWO_DEVICE_SCRIPT = """
 import json, sys
 import jax, numpy as np
 import train
+import training
+import training.loop
 args = train.build_parser().parse_args(json.loads(sys.argv[1]))
-summary = train.train(train.config_from_args(args), weights_dir=sys.argv[2], progress=False, log=lambda *_: None)
+summary = training.train(train.config_from_args(args), weights_dir=sys.argv[2], progress=False, log=lambda *_: None)
 print(json.dumps({"devices": jax.device_count()}))
 """
 

@@ -6,11 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from model import init_params, loss_and_grads, xla_options
+from model import init_params, loss_and_grads
+from system import xla
 
 
 def test_cpu_options_leave_convolutions_to_xla():
-    opts = xla_options.options("cpu")
+    opts = xla.options("cpu")
     if opts is None:
         pytest.skip("this XLA build does not know the option (the fallback is tested below)")
     f = lambda x, w: jax.lax.conv_general_dilated(x, w, (2, 2), ((1, 1), (1, 1)))
@@ -23,14 +24,14 @@ def test_cpu_options_leave_convolutions_to_xla():
 
 
 def test_unknown_option_falls_back_with_a_warning(monkeypatch):
-    monkeypatch.setitem(xla_options.OPTIONS, "cpu", {"xla_cpu_experimental_ynn_fusion_type": "NO_SUCH_TYPE"})
+    monkeypatch.setitem(xla.OPTIONS, "cpu", {"xla_cpu_experimental_ynn_fusion_type": "NO_SUCH_TYPE"})
     with pytest.warns(RuntimeWarning, match="not accepted"):
-        assert xla_options.options("cpu") is None
+        assert xla.options("cpu") is None
 
 
 def test_environment_turns_options_off(monkeypatch):
     monkeypatch.setenv("BVAEX_XLA_OPTIONS", "none")
-    assert xla_options.options("cpu") is None
+    assert xla.options("cpu") is None
 
 
 def test_gradients_with_options_match_xla_defaults():
@@ -39,7 +40,7 @@ def test_gradients_with_options_match_xla_defaults():
     Gradients, not a train step, are compared: Adam's first step is ≈ lr·sign(g), so float32
     rounding of a near-zero gradient would show as a full 2·lr difference in the weights.
     """
-    opts = xla_options.options("cpu")
+    opts = xla.options("cpu")
     if opts is None:
         pytest.skip("this XLA build does not know the option")
     params = init_params(jax.random.PRNGKey(0))
@@ -59,6 +60,6 @@ def test_gradients_with_options_match_xla_defaults():
 
 def test_nested_call_inside_another_jit():
     """A wrapped function traced inside a plain jit runs as a nested jit (options go on top-level jits only)."""
-    double = xla_options.jit(lambda x: 2 * x)
+    double = xla.compiled(lambda x: 2 * x)
     np.testing.assert_allclose(jax.jit(lambda x: double(x) + 1)(jnp.ones(3)), 3.0)
     np.testing.assert_allclose(double(jnp.ones(3)), 2.0)

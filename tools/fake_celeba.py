@@ -5,7 +5,7 @@ different one per image) and ``list_eval_partition.txt`` with the official split
 images mean nothing; the point is timing and exercising ``load_data``'s decoding, caching and
 ``train.py`` at CelebA's size (202,599 images) on a machine that cannot download it::
 
-    python benchmarks/fake_celeba.py --out /tmp/fake_celeba
+    python tools/fake_celeba.py --out /tmp/fake_celeba
     python train.py --data-dir /tmp/fake_celeba --epochs 100
 """
 import argparse
@@ -18,7 +18,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from load_data import OFFICIAL_RANGES  # noqa: E402
+from imagedata.celeba import OFFICIAL_RANGES  # noqa: E402
 
 WIDTH, HEIGHT = 178, 218
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}

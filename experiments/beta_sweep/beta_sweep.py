@@ -8,7 +8,7 @@ the first ``--train-images`` training images), each run into its own folder unde
 * recon and KL: mean per-image summed squared error (pixels in [0, 1]) of the decode of μ, and
   mean KL(q(z|x) || N(0, I)) in nats, on the first ``--test-images`` images of the test split;
 * active units, the β-VAE metric (Higgins et al. 2017) and MIG (Chen et al. 2018), computed
-  by ``disentangle.score`` (see ``disentangle.py``).
+  by ``analysis.disentanglement.score``.
 
 Writes ``beta_sweep.md`` (the table, the budget, the wall times and the published reference)
 and ``beta_sweep.png`` (the metrics against β) into ``--out-dir``. The table and the raw rows
@@ -17,27 +17,27 @@ its finished rows, and ``--reuse`` picks the finished runs up again. The work fo
 ``.gitignore`` of its own, so nothing in it is ever committed.
 
 The default budget is the seed's architecture (channels 32 64 128, 128 latents) at 400 steps of
-64 images per β, with learning rate 3e-4, the shapes preset of ``train.py``. At the seed's 1e-3
+64 images per β, with learning rate 3e-4, the shapes preset of ``training/config.py``. At the seed's 1e-3
 the seed's model (β = 0.5) still decoded every z to an almost black image after 400 steps (test
 recon 268.6, exactly what an all-black output scores): the sigmoid output settles on these mostly
 black pictures and stays there. At 3e-4 the same model leaves that plateau within one epoch of
 12,800 images. Its train step ran at about 45-150 images/s on a shared 2-core CPU, so the four
 runs take up to about 40 minutes of training plus about 2 minutes of scoring each. A smaller
-model trains at about 200-400 images/s; ``results/beta_sweep_cpu.md`` was made on the CPU with
+model trains at about 200-400 images/s; ``experiments/beta_sweep/beta_sweep_cpu.md`` was made on the CPU with
 
-    python benchmarks/beta_sweep.py --channels 16 32 64 --latent-dim 10 --lr 2e-4 --steps 1600
+    python experiments/beta_sweep/beta_sweep.py --channels 16 32 64 --latent-dim 10 --lr 2e-4 --steps 1600
 
-and ``results/beta_sweep.md``, the seed's model at 3 million images per β, on one H200 GPU in
+and ``experiments/beta_sweep/beta_sweep.md``, the seed's model at 3 million images per β, on one H200 GPU in
 2.1 minutes with
 
-    python benchmarks/beta_sweep.py --steps 6000 --batch-size 512 --train-images 102400
+    python experiments/beta_sweep/beta_sweep.py --steps 6000 --batch-size 512 --train-images 102400
 
 Examples::
 
-    python benchmarks/beta_sweep.py                          # the default sweep, < 1 h on 2 CPU cores
-    python benchmarks/beta_sweep.py --betas 1 4 --steps 50 --channels 8 16 16 --latent-dim 10 \\
+    python experiments/beta_sweep/beta_sweep.py                          # the default sweep, < 1 h on 2 CPU cores
+    python experiments/beta_sweep/beta_sweep.py --betas 1 4 --steps 50 --channels 8 16 16 --latent-dim 10 \\
         --num-train 100 --num-test 50 --pairs 8 --mig-samples 1000 --out-dir /tmp/sweep   # a quick check
-    python benchmarks/beta_sweep.py --reuse                  # re-score finished runs, train the rest
+    python experiments/beta_sweep/beta_sweep.py --reuse                  # re-score finished runs, train the rest
 """
 from __future__ import annotations
 
@@ -49,19 +49,23 @@ import platform
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
 
+import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-import disentangle  # noqa: E402
-from load_data import positive_int  # noqa: E402
-import shapes  # noqa: E402
-import train  # noqa: E402
+from analysis.disentanglement import score  # noqa: E402
+from analysis.evaluation import loss_on  # noqa: E402
+from cli import positive_int  # noqa: E402
+from system.errors import EXIT_USER_ERROR  # noqa: E402
+from imagedata import shapes  # noqa: E402
 from model import DEFAULT_ARCHITECTURE, load_checkpoint  # noqa: E402
-from model.checkpoint import latest_checkpoint  # noqa: E402
+from model.checkpoint import HISTORY_FILE, latest_checkpoint  # noqa: E402
+from training import TrainConfig, train  # noqa: E402
 
 MARKDOWN_FILE = "beta_sweep.md"
 PLOT_FILE = "beta_sweep.png"
@@ -112,10 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="factor draws for MIG and active units (default: 10000)")
     score.add_argument("--mig-bins", type=positive_int, default=40, help="equal-width bins per latent for MIG (default: 40)")
     where = parser.add_argument_group("folders")
-    where.add_argument("--work-dir", default=str(ROOT / "benchmarks" / ".beta_sweep"),
-                       help="folder of the per-β training runs (default: benchmarks/.beta_sweep)")
-    where.add_argument("--out-dir", default=str(ROOT / "results"),
-                       help=f"folder of {MARKDOWN_FILE} and {PLOT_FILE} (default: results)")
+    where.add_argument("--work-dir", default=str(HERE / ".runs"),
+                       help="folder of the per-β training runs (default: experiments/beta_sweep/.runs)")
+    where.add_argument("--out-dir", default=str(HERE),
+                       help=f"folder of {MARKDOWN_FILE} and {PLOT_FILE} (default: experiments/beta_sweep)")
     where.add_argument("--reuse", action="store_true",
                        help="score a β's existing run in --work-dir when it matches this budget instead of retraining")
     where.add_argument("--report-only", action="store_true",
@@ -128,19 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --------------------------------------------------------------------------- one β
 
-def train_args(args, beta: float, weights_dir: Path) -> list[str]:
-    """The train.py command line of one run of the sweep."""
+def train_config(args, beta: float) -> TrainConfig:
+    """The training run of one β of the sweep."""
     per_epoch = args.train_images // args.batch_size
-    epochs = max(1, math.ceil(args.steps / max(per_epoch, 1)))
-    return ["--dataset", "shapes", "--limit", str(args.train_images), "--batch-size", str(args.batch_size),
-            "--val-images", "0", "--channels", *map(str, args.channels), "--latent-dim", str(args.latent_dim),
-            "--beta", repr(float(beta)), "--lr", repr(float(args.lr)), "--seed", str(args.seed),
-            "--epochs", str(epochs), "--max-steps", str(args.steps), "--log-every", "20", "--no-progress",
-            "--weights-dir", str(weights_dir)]
+    return TrainConfig.for_dataset(
+        "shapes", limit=args.train_images, batch_size=args.batch_size, val_images=0, channels=tuple(args.channels),
+        latent_dim=args.latent_dim, beta=float(beta), lr=float(args.lr), seed=args.seed,
+        epochs=max(1, math.ceil(args.steps / max(per_epoch, 1))), max_steps=args.steps, log_every=20)
 
 
-def _run_matches(weights_dir: Path, config: dict) -> bool:
-    """Whether ``weights_dir`` holds a finished run of exactly ``config``."""
+def _run_matches(weights_dir: Path, config: TrainConfig) -> bool:
+    """Whether ``weights_dir`` holds a finished run of exactly ``config`` (less its epoch count)."""
     folder = latest_checkpoint(weights_dir)
     if folder is None:
         return False
@@ -149,39 +151,29 @@ def _run_matches(weights_dir: Path, config: dict) -> bool:
         done = json.loads((folder / "trainer.json").read_text())
     except (OSError, ValueError):
         return False
-    want_model = dict(config["model"], channels=list(config["model"]["channels"]))
-    return (saved.get("model") == want_model and saved.get("data") == config["data"]
-            and _comparable(saved.get("train", {})) == _comparable(config["train"])
-            and done.get("step") == config["train"]["max_steps"])
-
-
-def _comparable(train_config: dict) -> dict:
-    """A run's training options less the epoch count, unset options at train.py's defaults."""
-    train_config = {k: v for k, v in train_config.items() if k != "epochs"}
-    train_config["compute_dtype"] = train_config.get("compute_dtype") or "float32"
-    return train_config
+    recorded = TrainConfig.from_dict(saved)
+    return (replace(recorded, epochs=config.epochs) == config and done.get("step") == config.max_steps)
 
 
 def run_beta(args, beta: float, test_images: np.ndarray, log) -> dict:
     weights_dir = Path(args.work_dir) / f"beta_{beta:g}"
-    config = train.config_from_args(train.build_parser().parse_args(train_args(args, beta, weights_dir)))
-    config["model"] = dict(config["model"], channels=list(args.channels), latent_dim=args.latent_dim)
+    config = train_config(args, beta)
     reused = args.reuse and _run_matches(weights_dir, config)
     if reused:
         log(f"β = {beta:g}: reusing the finished run in {weights_dir}")
     else:
         shutil.rmtree(weights_dir, ignore_errors=True)
         log(f"β = {beta:g}: training {args.steps} steps of {args.batch_size} into {weights_dir}")
-        train.train(config, weights_dir=weights_dir, progress=False, log=log)
+        train(config, weights_dir=weights_dir, progress=False, log=log)
     params, _, path = load_checkpoint(weights_dir=weights_dir)
-    history = json.loads((weights_dir / train.HISTORY_FILE).read_text())
+    history = json.loads((weights_dir / HISTORY_FILE).read_text())
     steps = history["steps"]
     rates = [s["images_per_s"] for s in steps[1:]] or [s["images_per_s"] for s in steps]  # first window: compile
     train_seconds = history["epochs"][-1]["wall_time"] if history["epochs"] else float("nan")
 
     start = time.perf_counter()
-    test = train.evaluate_loss(params, test_images, beta)
-    scores = disentangle.score(params, seed=args.seed, num_train=args.num_train, num_test=args.num_test,
+    test = loss_on(params, test_images, beta)
+    scores = score(params, shapes, seed=args.seed, num_train=args.num_train, num_test=args.num_test,
                                pairs=args.pairs, mig_samples=args.mig_samples, mig_bins=args.mig_bins)
     score_seconds = time.perf_counter() - start
     row = {"beta": float(beta), "checkpoint": str(path), "steps": int(steps[-1]["step"]) if steps else 0,
@@ -224,8 +216,8 @@ def markdown(rows: list[dict], args, total_seconds: float, chance: float, baseli
     arch = f"channels {' '.join(map(str, args.channels))}, {args.latent_dim} latents"
     seed_arch = list(args.channels) == list(DEFAULT_ARCHITECTURE["channels"]) \
         and args.latent_dim == DEFAULT_ARCHITECTURE["latent_dim"]
-    cpu = f"{os.cpu_count()}-core {platform.machine()} CPU" if train.jax.devices()[0].platform == "cpu" \
-        else f"{train.jax.device_count()} × {train.jax.devices()[0].device_kind}"
+    cpu = f"{os.cpu_count()}-core {platform.machine()} CPU" if jax.devices()[0].platform == "cpu" \
+        else f"{jax.device_count()} × {jax.devices()[0].device_kind}"
     lines = [
         "# β sweep on the embedded shapes",
         "",
@@ -385,7 +377,7 @@ def main(argv=None) -> int:
             raw = json.loads((work / RAW_FILE).read_text())
         except (OSError, ValueError):
             print(f"error: {work / RAW_FILE} holds no recorded sweep; run the sweep first.", file=sys.stderr)
-            return 1
+            return EXIT_USER_ERROR
         recorded = argparse.Namespace(**dict(raw["args"], note=args.note or raw["args"].get("note")))
         _write(out / MARKDOWN_FILE, markdown(raw["rows"], recorded, raw["seconds"], chance, raw.get("baselines")))
         plot(raw["rows"], out / PLOT_FILE, chance, recorded.mig_bins)

@@ -30,12 +30,8 @@ All image functions take two float batches ``a`` and ``b`` of shape
 * :func:`psnr` -- peak signal-to-noise ratio for data range 1, capped at
   :data:`PSNR_MAX_DB`.
 
-:func:`batched` evaluates any of them over large arrays in fixed-size chunks
-(one compilation per chunk size).
-
 Latent statistics (NumPy)
 -------------------------
-* :func:`channel_means` -- mean R, G, B intensity of a batch.
 * :func:`active_units` -- the active-unit count of
 
       Y. Burda, R. Grosse, R. Salakhutdinov (2016). "Importance Weighted
@@ -49,8 +45,6 @@ Latent statistics (NumPy)
 """
 
 from __future__ import annotations
-
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -67,8 +61,6 @@ __all__ = [
     "ssim",
     "ssim_global",
     "psnr",
-    "batched",
-    "channel_means",
     "active_units",
     "kl_per_dimension",
 ]
@@ -239,61 +231,6 @@ def psnr(a: jax.Array, b: jax.Array) -> jax.Array:
     mse = jnp.mean(d * d, axis=(1, 2, 3))
     mse = jnp.maximum(mse, PSNR_MSE_FLOOR)
     return -10.0 * jnp.log10(mse)
-
-
-def batched(
-    fn: Callable[[jax.Array, jax.Array], jax.Array],
-    a,
-    b,
-    batch_size: int = 256,
-) -> np.ndarray:
-    """Apply a per-image pair metric ``fn`` to large arrays in chunks.
-
-    Args:
-      fn: e.g. :func:`ssim`, :func:`ssim_global` or :func:`psnr`; maps two
-        ``(n, C, H, W)`` batches to ``(n,)``.
-      a, b: array-likes ``(N, C, H, W)`` (NumPy arrays are converted chunk
-        by chunk, so they may be larger than what fits in one call).
-      batch_size: images per call.  The last chunk is padded to full size so
-        ``fn`` is compiled once per shape.
-
-    Returns:
-      ``(N,)`` float64 NumPy array.
-    """
-    if batch_size < 1:
-        raise ValueError("batch_size must be positive")
-    if a.shape != b.shape:
-        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
-    n = a.shape[0]
-    out = np.empty((n,), dtype=np.float64)
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        xa = np.asarray(a[start:stop])
-        xb = np.asarray(b[start:stop])
-        m = stop - start
-        if m < batch_size and n > batch_size:
-            pad = [(0, batch_size - m)] + [(0, 0)] * (xa.ndim - 1)
-            xa = np.pad(xa, pad)
-            xb = np.pad(xb, pad)
-        out[start:stop] = np.asarray(fn(xa, xb))[:m]
-    return out
-
-
-def channel_means(x) -> np.ndarray:
-    """Mean intensity of each channel over a batch.
-
-    Args:
-      x: array ``(N, C, H, W)`` (``C = 3``: R, G, B), any numeric dtype;
-        the result is in the same units (``[0, 1]`` floats give values in
-        ``[0, 1]``, uint8 gives values in ``[0, 255]``).
-
-    Returns:
-      ``(C,)`` float64 means over images and pixels.
-    """
-    x = np.asarray(x)
-    if x.ndim != 4:
-        raise ValueError(f"expected (N, C, H, W), got shape {x.shape}")
-    return x.mean(axis=(0, 2, 3), dtype=np.float64)
 
 
 def active_units(mu, threshold: float = 0.01) -> tuple[int, np.ndarray]:

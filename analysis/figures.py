@@ -1,4 +1,5 @@
-"""Figure helpers shared by the analysis scripts: labelled image grids and atomic PNG saving.
+"""Figures: labelled image grids saved atomically, and the grids of a model (reconstructions,
+prior samples, latent traversals, interpolations).
 
 Every figure has a fixed pixel size that depends only on its number of rows and columns
 (never on the text it holds), so a grid of R x C images of side S is exactly
@@ -7,7 +8,6 @@ becomes a ``scale`` x ``scale`` block of screen pixels, with no resampling blur.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +16,13 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+
+from model import architecture, to_float  # noqa: E402
+from system.errors import UserError  # noqa: E402
+from system.files import atomic_write  # noqa: E402
+
+from . import latents  # noqa: E402
+from .evaluation import decode_all, encode_all  # noqa: E402
 
 DPI = 100
 SCALE = 2            # screen pixels per image pixel
@@ -33,23 +40,13 @@ matplotlib.rcParams.update({"font.family": "DejaVu Sans", "savefig.dpi": DPI})
 
 
 def save_figure(fig: Figure, path) -> Path:
-    """Write ``fig`` to ``path`` as PNG through a temporary file renamed into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=fig.dpi, facecolor="white")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    """Write ``fig`` to ``path`` as PNG, atomically."""
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=fig.dpi, facecolor="white"), fsync=False)
 
 
 def to_hwc(image) -> np.ndarray:
     """One image (3, H, W) -- float in [0, 1] or uint8 -- as float (H, W, 3) in [0, 1]."""
-    image = np.asarray(image)
-    image = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
+    image = np.asarray(to_float(np.asarray(image)), np.float32)
     return np.clip(np.transpose(image, (1, 2, 0)), 0.0, 1.0)
 
 
@@ -145,3 +142,84 @@ def square_layout(n: int) -> tuple[int, int]:
     """(rows, cols) of the most square grid holding ``n`` images, wider than tall when not square."""
     cols = max(1, int(np.ceil(np.sqrt(n))))
     return max(1, -(-n // cols)), cols
+
+
+# --------------------------------------------------------------------------- figures of a model
+
+def reconstruction_grid(params, images, path, *, mu=None, indices=None) -> Path:
+    """Originals (top row) over their reconstructions decoded from μ (bottom row).
+
+    ``mu``: the images' posterior means when already computed.
+    """
+    if mu is None:
+        mu, _ = encode_all(params, images)
+    recon = decode_all(params, mu)
+    indices = range(len(images)) if indices is None else indices
+    return image_grid([list(images), list(recon)], path, row_labels=["original", "reconstruction"],
+                      col_labels=[f"#{i}" for i in indices],
+                      title="Held-out test images and their reconstructions (decoded from μ)")
+
+
+def prior_samples(params, num_samples: int, seed: int) -> np.ndarray:
+    """Decodes (N, 3, H, W) of ``num_samples`` draws z ~ N(0, I) from a NumPy generator seeded with ``seed``.
+
+    (NumPy rather than jax.random: the same draws on every backend, and no PRNG kernel to compile.)
+    """
+    latent_dim = architecture(params)["latent_dim"]
+    z = np.random.default_rng(seed).standard_normal((num_samples, latent_dim), dtype=np.float32)
+    return decode_all(params, z)
+
+
+def samples_grid(params, num_samples: int, seed: int, path) -> Path:
+    samples = prior_samples(params, num_samples, seed)
+    rows, cols = square_layout(num_samples)
+    grid = [[samples[r * cols + c] if r * cols + c < num_samples else None for c in range(cols)]
+            for r in range(rows)]
+    return image_grid(grid, path, title=f"Samples from the prior, z ~ N(0, I) (seed {seed})")
+
+
+def traversal_grid(params, image, kl, path, *, mu=None, num_dims=8, steps=9, relative=False,
+                   index=0, labels=None) -> tuple[Path, np.ndarray]:
+    """The latent traversal figure around ``image``'s μ (given, or computed here).
+
+    ``kl``: (D,) average KL of each latent dimension, which orders the rows; ``labels``: an
+    optional {dimension: text} added to the row labels (e.g. the factor it carries).
+    Returns (path, the dimensions shown).
+    """
+    if mu is None:
+        mu = encode_all(params, np.asarray(image)[None])[0][0]
+    dims = latents.rank_dimensions(kl)[:num_dims]
+    values = latents.traversal_values(steps)
+    z = latents.traversal_latents(mu, dims, values, relative=relative)
+    decoded = decode_all(params, z.reshape(-1, z.shape[-1])).reshape(z.shape[:2] + (-1,) + image.shape[-2:])
+    grid = [[image if i == 0 else None] + list(decoded[i]) for i in range(len(dims))]
+    sign = "Δ" if relative else ""
+    col_labels = [f"input #{index}"] + [sign + latents.format_value(v) for v in values]
+    labels = labels or {}
+    row_labels = [f"z{d}" + (f" · {labels[d]}" if d in labels else "") + f"   KL {kl[d]:.2f}" for d in dims]
+    how = "shifted by" if relative else "set to"
+    title = f"Latent traversals: top {len(dims)} dimensions by KL, each {how} -3 ... +3, others at μ"
+    return image_grid(grid, path, row_labels=row_labels, col_labels=col_labels, title=title,
+                      col_breaks=(0,)), dims
+
+
+def interpolation_figure(params, images, pairs, path, *, steps=8, mode="linear") -> Path:
+    """One row per pair: original a, decodes from μ_a through μ_b, original b."""
+    needed = 1 + max(max(p) for p in pairs)
+    if needed > len(images):
+        raise UserError(f"image index {needed - 1} is past the {len(images)} test images available; "
+                        f"pick indices below {len(images)}.")
+    used = sorted({i for p in pairs for i in p})
+    mu, _ = encode_all(params, images[used])
+    code = {i: mu[k] for k, i in enumerate(used)}
+    codes = np.stack([latents.interpolate_latents(code[a], code[b], steps, mode) for a, b in pairs])
+    decoded = decode_all(params, codes.reshape(-1, codes.shape[-1]))
+    decoded = decoded.reshape(codes.shape[:2] + decoded.shape[1:])
+    grid = [[images[a]] + list(row) + [images[b]] for (a, b), row in zip(pairs, decoded)]
+    times = latents.interpolation_times(steps)
+    col_labels = ["original a", "recon. a"] + [f"t = {t:.2f}" for t in times[1:-1]] + ["recon. b", "original b"]
+    row_labels = [f"#{a} → #{b}" for a, b in pairs]
+    name = "spherical (slerp)" if mode == "slerp" else "linear"
+    title = f"Latent interpolation between test images ({name}, decoded from μ)"
+    return image_grid(grid, path, row_labels=row_labels, col_labels=col_labels, title=title,
+                      col_breaks=(0, steps + 2))

@@ -1,6 +1,7 @@
 """Disentanglement metrics for data sets with known discrete factors of variation.
 
-Two scores are implemented, in NumPy only:
+Two scores are implemented in NumPy, and ``score`` applies both (with the active-unit count) to
+a trained encoder on a dataset that knows its factors (``imagedata.shapes``, ``imagedata.faces``):
 
 * The beta-VAE metric of
 
@@ -34,24 +35,17 @@ draw comes from an explicit ``numpy.random.Generator``.
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = [
-    "uniform_factor_sampler",
-    "beta_vae_examples",
-    "beta_vae_score_from_codes",
-    "beta_vae_score",
-    "standardize",
-    "softmax_regression_loss_and_grad",
-    "fit_softmax_regression",
-    "predict_softmax_regression",
-    "discretize",
-    "discrete_entropy",
-    "discrete_mutual_info",
-    "mig",
-]
+from model import architecture
+from system.errors import UserError
+
+from .evaluation import encode_all
+from .image_metrics import active_units
 
 CodeFn = Callable[[np.ndarray], np.ndarray]
 SampleFn = Callable[[np.random.Generator, int], np.ndarray]
@@ -434,3 +428,130 @@ def mig(mu: np.ndarray, factors: np.ndarray, num_bins: int = 20) -> dict:
         per_factor = np.where(ent > 0, (top[0] - second) / np.where(ent > 0, ent, 1.0), np.nan)
     score = float(np.nanmean(per_factor)) if np.any(ent > 0) else float("nan")
     return dict(mig=score, per_factor=per_factor, mi_matrix=mi, factor_entropy=ent)
+
+
+# ---------------------------------------------------------------------------
+# Scoring a trained encoder
+# ---------------------------------------------------------------------------
+
+RESULTS_FILE = "disentanglement.json"
+DEFAULT_SIZES = {"num_train": 1000, "num_test": 500, "pairs": 32, "mig_samples": 10000, "mig_bins": 40}
+ACTIVE_THRESHOLD = 0.01
+ENCODE_CHUNK = 256
+
+
+def encode_means(params, images, chunk: int = ENCODE_CHUNK) -> np.ndarray:
+    """Posterior means μ (N, D) float64 of uint8 images (N, 3, 64, 64), in padded chunks of ``chunk``."""
+    if len(images) == 0:
+        return np.zeros((0, architecture(params)["latent_dim"]))
+    return encode_all(params, images, chunk)[0].astype(np.float64)
+
+
+def check_model(params, dataset) -> None:
+    """Raise UserError unless the model takes the 3×S×S images of ``dataset`` (a module with factors)."""
+    arch = architecture(params)
+    size = dataset.IMAGE_SIZE
+    if arch["in_channels"] != 3 or arch["image_size"] != size:
+        raise UserError(f"The model takes {arch['in_channels']}x{arch['image_size']}x{arch['image_size']} images, "
+                        f"but the dataset's are 3x{size}x{size}.")
+
+
+def score(params, dataset, *, seed: int = 0, rng: np.random.Generator | None = None,
+          num_train: int = DEFAULT_SIZES["num_train"], num_test: int = DEFAULT_SIZES["num_test"],
+          pairs: int = DEFAULT_SIZES["pairs"], mig_samples: int = DEFAULT_SIZES["mig_samples"],
+          mig_bins: int = DEFAULT_SIZES["mig_bins"], examples_per_batch: int = 16) -> dict:
+    """β-VAE metric, MIG and active units of the encoder ``params`` on the factors of ``dataset``.
+
+    Args:
+      params: model parameters (any architecture taking the dataset's 3x64x64 images).
+      dataset: a module with known factors (``imagedata.shapes``, ``imagedata.faces``):
+        ``FACTOR_NAMES``, ``FACTOR_SIZES``, ``sample_factors``, ``render``.
+      seed: seeds two independent streams, one for the β-VAE metric and one for the MIG
+        draws; ignored when ``rng`` is given, which then feeds both in turn.
+      num_train, num_test: examples to fit and to test the β-VAE metric's classifier.
+      pairs: image pairs averaged per β-VAE-metric example (L in the paper).
+      mig_samples: uniform factor draws whose posterior means give MIG and active units.
+      mig_bins: equal-width bins per latent dimension for MIG.
+      examples_per_batch: β-VAE-metric examples rendered and encoded together.
+
+    Returns a JSON-able dict::
+
+      {"beta_vae": {train_accuracy, test_accuracy, chance, num_train, num_test, pairs},
+       "mig": {mig, bins, samples, per_factor {name: gap}, best_latent {name: j},
+               factor_entropy {name: nats}, mi_matrix [[nats] * K] * D},
+       "active_units": {count, latent_dim, threshold, variances [D]},
+       "factors": {name: number of values}, "seed": seed, "seconds": wall time}
+    """
+    for name, value in (("num_train", num_train), ("num_test", num_test), ("pairs", pairs),
+                        ("mig_samples", mig_samples), ("mig_bins", mig_bins)):
+        if int(value) < 1:
+            raise UserError(f"{name} must be a positive whole number, not {value}.")
+    if mig_samples < 2:
+        raise UserError("mig_samples must be at least 2 to measure any variation.")
+    check_model(params, dataset)
+    if rng is None:
+        beta_rng, mig_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    else:
+        beta_rng = mig_rng = rng
+    start = time.perf_counter()
+
+    bvae = beta_vae_score(lambda images: encode_means(params, images), dataset.sample_factors, dataset.render,
+                          dataset.FACTOR_SIZES, rng=beta_rng, num_train=int(num_train), num_test=int(num_test),
+                          pairs=int(pairs), examples_per_batch=int(examples_per_batch))
+
+    factors = dataset.sample_factors(mig_rng, int(mig_samples))
+    mu = encode_means(params, dataset.render(factors))
+    gap = mig(mu, factors, num_bins=int(mig_bins))
+    count, variances = active_units(mu, threshold=ACTIVE_THRESHOLD)
+
+    names = dataset.FACTOR_NAMES
+    mi = np.asarray(gap["mi_matrix"])
+    finite = lambda v: None if not math.isfinite(float(v)) else float(v)
+    return {
+        "beta_vae": {"train_accuracy": float(bvae["train_accuracy"]), "test_accuracy": float(bvae["test_accuracy"]),
+                     "chance": 1.0 / sum(1 for s in dataset.FACTOR_SIZES if s > 1),
+                     "num_train": int(num_train), "num_test": int(num_test), "pairs": int(pairs)},
+        "mig": {"mig": finite(gap["mig"]), "bins": int(mig_bins), "samples": int(mig_samples),
+                "per_factor": {n: finite(v) for n, v in zip(names, gap["per_factor"])},
+                "best_latent": {n: int(np.argmax(mi[:, k])) for k, n in enumerate(names)},
+                "factor_entropy": {n: float(v) for n, v in zip(names, gap["factor_entropy"])},
+                "mi_matrix": mi.tolist()},
+        "active_units": {"count": int(count), "latent_dim": int(mu.shape[1]), "threshold": ACTIVE_THRESHOLD,
+                         "variances": np.asarray(variances, np.float64).tolist()},
+        "factors": dict(zip(names, (int(s) for s in dataset.FACTOR_SIZES))),
+        "seed": int(seed) if rng is None else None,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f} %"
+
+
+def _num(x, digits=3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def markdown(result: dict, title: str | None = None) -> str:
+    """The scores of ``score`` (plus optional checkpoint facts) as Markdown tables."""
+    b, g, a = result["beta_vae"], result["mig"], result["active_units"]
+    lines = [f"### {title}", ""] if title else []
+    lines += [
+        "| metric | value |",
+        "|---|---|",
+        f"| β-VAE metric (Higgins et al. 2017), test accuracy | {_pct(b['test_accuracy'])} "
+        f"(train {_pct(b['train_accuracy'])}; chance {_pct(b['chance'])}) |",
+        f"| MIG (Chen et al. 2018), {g['bins']} bins | {_num(g['mig'])} |",
+        f"| active units (Var μ > {a['threshold']}) | {a['count']} / {a['latent_dim']} |",
+        "",
+        f"β-VAE metric: {b['num_train']} training and {b['num_test']} test examples of {b['pairs']} pairs each. "
+        f"MIG and active units: posterior means of {g['samples']} uniform factor draws, "
+        f"{g['bins']} equal-width bins per latent.",
+        "",
+        "| factor | values | H (nats) | MIG | most informative latent |",
+        "|---|---|---|---|---|",
+    ]
+    for name in g["per_factor"]:
+        lines.append(f"| {name} | {result['factors'][name]} | {g['factor_entropy'][name]:.2f} | "
+                     f"{_num(g['per_factor'][name])} | z{g['best_latent'][name]} |")
+    return "\n".join(lines) + "\n"

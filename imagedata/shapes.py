@@ -32,7 +32,7 @@ A smaller ``n`` returns a prefix of the same sequence.
 
 Example::
 
-    python shapes.py --split train --n 16 --out sprites.png   # a sample grid
+    python -m imagedata.shapes --split train --n 16 --out sprites.png   # a sample grid
 """
 
 from __future__ import annotations

@@ -1,19 +1,13 @@
 """XLA compiler options for the model's compiled functions, per backend, chosen by measurement.
 
-On XLA:CPU (jax 0.10), convolutions go to YNNPACK by default. For the seed model's strided
-convolutions YNNPACK ran at about half the speed of XLA's own (Eigen) convolution on the 2-core
-AVX2 machine of ``benchmarks/train_step.py`` (conv2's forward at batch 64: 40–49 ms against
-20–30 ms), while YNNPACK stays the faster choice for the matrix products and reductions. So on
-the CPU the model's functions are compiled with YNNPACK's convolution fusion left out and every
-other YNNPACK fusion of the default kept. With the same maps ("fast") the whole train step ran
-1.05–1.15× faster that way at batch 64; with the weight gradients as XLA convolutions too
-("mixed", ``model/conv.py``), which only pays without YNNPACK, 1.45× (batch 64) and 2.1× (batch
-512) the same maps under the defaults (``benchmarks/train_step.py`` prints the options in force
-and times the step under XLA's defaults beside it).
+On XLA:CPU, convolutions go to YNNPACK by default, which ran the seed model's strided
+convolutions at about half the speed of XLA's own (Eigen) convolutions; YNNPACK stays the faster
+choice for matrix products and reductions. So on the CPU the model's functions are compiled with
+every YNNPACK fusion of the default except convolutions (``docs/speed.md`` has the numbers).
 
 The options are per compiled function (``jax.jit(..., compiler_options=...)``), not process-wide
 ``XLA_FLAGS``, so nothing else in the process changes. An XLA build that does not know an option
-is detected once, on a tiny function, and then gets no options: the model runs, only slower.
+is detected once, on a tiny function, and then gets none: the model runs, only slower.
 ``BVAEX_XLA_OPTIONS=none`` turns the options off.
 """
 import functools
@@ -57,7 +51,7 @@ def options(backend=None):
     return dict(items) if _accepted(backend, items) else None
 
 
-class jit:
+class compiled:
     """``jax.jit(fun, **kwargs)`` with ``options()`` added, built at the first call.
 
     Deferring the build keeps importing the model from starting a backend (``jax.distributed``
@@ -69,23 +63,17 @@ class jit:
         functools.update_wrapper(self, fun)
         self._fun, self._kwargs, self._jitted = fun, kwargs, {}
 
-    def _get(self):
-        backend = jax.default_backend()
+    def _get(self, backend):
         if backend not in self._jitted:
-            opts = options(backend)
+            opts = options(backend) if backend else None
             kwargs = dict(self._kwargs, compiler_options=opts) if opts else self._kwargs
             self._jitted[backend] = jax.jit(self._fun, **kwargs)
         return self._jitted[backend]
 
     def __call__(self, *args, **kwargs):
         if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((args, kwargs))):
-            return self._plain()(*args, **kwargs)  # inside another jit: its options apply
-        return self._get()(*args, **kwargs)
-
-    def _plain(self):
-        if None not in self._jitted:
-            self._jitted[None] = jax.jit(self._fun, **self._kwargs)
-        return self._jitted[None]
+            return self._get(None)(*args, **kwargs)  # inside another jit: its options apply
+        return self._get(jax.default_backend())(*args, **kwargs)
 
     def lower(self, *args, **kwargs):
-        return self._get().lower(*args, **kwargs)
+        return self._get(jax.default_backend()).lower(*args, **kwargs)

@@ -1,0 +1,187 @@
+"""The uint8 image cache: one memory-mappable ``.npy`` per split plus a JSON manifest.
+
+A dataset decoded from files is decoded once, into ``cache_dir``; later runs map the array in
+seconds. The manifest records what the array was built from (the key); a cache whose key differs
+from the one asked for is rebuilt, never silently reused. Files that fail to decode are skipped,
+counted and named in the manifest.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from system.errors import UserError
+from system.files import write_json
+
+from . import decoding
+
+DEFAULT_CACHE_DIR = "cache"
+CACHE_FORMAT_VERSION = 1
+
+def cache_paths(stem: str, cache_dir=None) -> tuple[str, str]:
+    """(array .npy path, manifest .json path) of the cache named ``stem`` in ``cache_dir``."""
+    folder = os.path.abspath(os.path.expanduser(str(cache_dir or DEFAULT_CACHE_DIR)))
+    return os.path.join(folder, stem + ".npy"), os.path.join(folder, stem + ".json")
+
+
+def load_or_build(key: dict, stem: str, list_members, *, kind: str, path: str, crop, size: int,
+                  cache_dir=None, num_workers=None, progress=True) -> tuple[np.ndarray, dict]:
+    """The cached uint8 images (N, 3, size, size) of ``key``, built first when absent or stale.
+
+    ``list_members()`` -> [(name, member)] of the files to decode (called only to build);
+    ``kind``/``path``: where they are read from ("folder" of files or "zip" file).
+    Returns (array, {"cache": npy path, "built": bool, "skipped": count}).
+    """
+    npy_path, json_path = cache_paths(stem, cache_dir)
+    key = dict(key, format_version=CACHE_FORMAT_VERSION, image_size=size, crop=crop,
+               resize_filter=decoding.RESIZE_FILTER)
+    manifest = _read_manifest(json_path, npy_path)
+    if manifest is not None:
+        changed = [k for k in key if manifest.get(k) != key[k]]
+        if not changed:
+            arr = _open_cached(npy_path, json_path, manifest, size)
+            if arr is not None:
+                return arr, {"cache": npy_path, "built": False, "skipped": manifest.get("num_skipped", 0)}
+        else:
+            what = ", ".join(f"{k}: {manifest.get(k)!r} -> {key[k]!r}" for k in changed)
+            print(f"note: the cache {npy_path} was built from something else ({what}); rebuilding it.", file=sys.stderr)
+    members = list_members()
+    if num_workers is None:  # a process pool pays off only beyond a few hundred images
+        workers = min(decoding.default_num_workers(), -(-len(members) // 256))
+    else:
+        workers = max(1, int(num_workers))
+    arr = _build_cache(kind, path, members, key, npy_path, json_path, crop=crop, size=size,
+                       num_workers=workers, progress=progress)
+    return arr, {"cache": npy_path, "built": True, "skipped": len(members) - len(arr)}
+
+
+def _corrupt(npy_path: str, json_path: str, detail: str) -> UserError:
+    return UserError(
+        f"the cache file {npy_path} is truncated or corrupt ({detail}); delete it and its manifest "
+        f"{os.path.basename(json_path)} and run again to rebuild it."
+    )
+
+
+def _read_manifest(json_path: str, npy_path: str) -> dict | None:
+    try:
+        with open(json_path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _corrupt(npy_path, json_path, f"its manifest cannot be read: {e}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("count"), int):
+        raise _corrupt(npy_path, json_path, "its manifest has no image count")
+    return manifest
+
+
+def _open_cached(npy_path: str, json_path: str, manifest: dict, size: int) -> np.ndarray | None:
+    if not os.path.exists(npy_path):
+        return None
+    try:
+        arr = np.load(npy_path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise _corrupt(npy_path, json_path, str(e).rstrip(".")) from None
+    expected = (manifest["count"], 3, size, size)
+    if not isinstance(arr, np.memmap) or arr.dtype != np.uint8 or arr.shape != expected:
+        raise _corrupt(
+            npy_path, json_path, f"it holds {arr.dtype} {arr.shape} but the manifest says uint8 {expected}"
+        )
+    actual = os.path.getsize(npy_path)
+    if actual != arr.offset + arr.nbytes:
+        raise _corrupt(npy_path, json_path, f"{actual} bytes instead of {arr.offset + arr.nbytes}")
+    return arr
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _build_cache(
+    kind: str,
+    path: str,
+    members: list[tuple[str, str]],
+    key: dict,
+    npy_path: str,
+    json_path: str,
+    *,
+    crop: int | None,
+    size: int,
+    num_workers: int,
+    progress: bool,
+) -> np.ndarray:
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    n = len(members)
+    folder = os.path.dirname(npy_path)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the cache folder {folder} ({e.strerror or e}); choose another with --cache-dir.") from None
+    _remove(json_path)  # an old manifest must never describe the new file
+    chunk = max(1, min(256, -(-n // (4 * max(1, num_workers)))))
+    tasks = [(kind, path, members[i:i + chunk], crop, size) for i in range(0, n, chunk)]
+    tmp = f"{npy_path}.{os.getpid()}.tmp"
+    tmp2 = f"{npy_path}.{os.getpid()}.compact.tmp"
+    skipped: list[tuple[str, str]] = []
+    try:
+        try:
+            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, 3, size, size))
+            count = 0
+            with tqdm(total=n, unit="img", desc=f"decoding {key['dataset']} {key['split']}", disable=not progress,
+                      dynamic_ncols=True) as bar:
+                for images, bad, done in decoding.decode_all(tasks, num_workers):
+                    arr[count:count + len(images)] = images
+                    count += len(images)
+                    skipped.extend(bad)
+                    bar.update(done)
+            if count == 0:
+                first = f" (first error: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+                raise UserError(f"none of the {n} {key['split']} images in {path} could be decoded{first}.")
+            if count < n:  # compact: the final file holds exactly the decoded images
+                final = np.lib.format.open_memmap(tmp2, mode="w+", dtype=np.uint8, shape=(count, 3, size, size))
+                for i in range(0, count, 4096):
+                    j = min(i + 4096, count)
+                    final[i:j] = arr[i:j]
+                final.flush()
+                del final
+                del arr
+                os.replace(tmp2, tmp)
+            else:
+                arr.flush()
+                del arr
+            os.replace(tmp, npy_path)
+        except OSError as e:
+            raise UserError(f"cannot write the cache file {npy_path} ({e.strerror or e}); free some space or choose another --cache-dir.") from None
+    finally:
+        _remove(tmp)
+        _remove(tmp2)
+    manifest = dict(key)
+    manifest.update(
+        count=count,
+        shape=[count, 3, size, size],
+        dtype="uint8",
+        num_listed=n,
+        num_skipped=len(skipped),
+        skipped=[{"name": name, "reason": reason} for name, reason in skipped],
+        build_seconds=round(time.perf_counter() - start, 3),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+    write_json(json_path, manifest, indent=1)
+    if skipped:
+        shown = ", ".join(f"{name} ({reason})" for name, reason in skipped[:3])
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        print(
+            f"skipped {len(skipped)} of {n} {key['split']} images that could not be decoded: {shown}{more}; "
+            f"all are listed in {json_path}",
+            file=sys.stderr,
+        )
+    return _open_cached(npy_path, json_path, manifest, size)

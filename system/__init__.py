@@ -1,0 +1,1 @@
+"""How bvaex meets the machine: process-wide memory settings, XLA compiler options, atomic files, user errors."""

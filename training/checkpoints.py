@@ -1,0 +1,110 @@
+"""A run's folder: ``epoch_N/`` checkpoints (parameters, optimiser state, progress) and its history.
+
+Each checkpoint folder is written whole into a temporary folder and renamed into place, so a
+checkpoint is either complete or absent. ``interrupted/`` holds the state saved at Ctrl-C.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from model import adamw, init_state, load_params, save_params
+from model.checkpoint import EPOCH_PREFIX, HISTORY_FILE, PARAMS_FILE, epoch_dirs
+from model.model import TrainState
+from system.errors import UserError
+from system.files import atomic_write, write_json
+
+from .config import TrainConfig
+
+INTERRUPTED = "interrupted"
+OPTIMIZER_FILE = "optimizer.npz"
+PROGRESS_FILE = "trainer.json"
+
+
+def epoch_folder(weights_dir, epoch) -> Path:
+    return Path(weights_dir) / f"{EPOCH_PREFIX}{epoch}"
+
+
+def save_checkpoint(folder, state, config: TrainConfig, progress: dict) -> None:
+    """Write params, optimizer state and progress into ``folder`` all at once (temp dir + rename)."""
+    folder = Path(folder)
+    tmp = folder.with_name("." + folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    params, opt = jax.device_get((state.params, state.opt))
+    save_params(tmp / PARAMS_FILE, params, config.as_dict())
+    moments = {f"m.{k}": v for k, v in opt.m.items()} | {f"v.{k}": v for k, v in opt.v.items()}
+    atomic_write(tmp / OPTIMIZER_FILE, lambda f: np.savez(f, step=np.asarray(opt.step), **moments))
+    write_json(tmp / PROGRESS_FILE, progress)
+    old = folder.with_name("." + folder.name + ".old")
+    if folder.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def saved_config(folder) -> TrainConfig:
+    """The config recorded in a checkpoint folder."""
+    _, config = load_params(Path(folder) / PARAMS_FILE)
+    return TrainConfig.from_dict(config)
+
+
+def load_state(folder, config: TrainConfig) -> tuple[TrainState, dict]:
+    """(TrainState, progress dict) from a checkpoint folder written by ``save_checkpoint``."""
+    folder = Path(folder)
+    params, _ = load_params(folder / PARAMS_FILE, architecture=config.architecture())
+    try:
+        with np.load(folder / OPTIMIZER_FILE, allow_pickle=False) as f:
+            m = {k: jnp.asarray(f[f"m.{k}"]) for k in params}
+            v = {k: jnp.asarray(f[f"v.{k}"]) for k in params}
+            step = jnp.asarray(f["step"], jnp.int32)
+        progress = json.loads((folder / PROGRESS_FILE).read_text())
+    except (OSError, KeyError, ValueError) as err:
+        raise UserError(f"The checkpoint in {folder} is incomplete ({err}); resume from another one or start afresh.") from None
+    state = init_state(params, **config.hyperparams())
+    return TrainState(state.params, adamw.AdamWState(step, m, v), state.hparams), progress
+
+
+def find_resume_point(weights_dir) -> Path:
+    """The checkpoint folder with the most steps: the newest epoch_N or an interrupted one."""
+    candidates = [path for _, path in epoch_dirs(weights_dir)]
+    interrupted = Path(weights_dir) / INTERRUPTED
+    if (interrupted / PARAMS_FILE).is_file():
+        candidates.append(interrupted)
+    if not candidates:
+        raise UserError(f"--resume found no checkpoint in {weights_dir}/; run without --resume to start a new run.")
+
+    def steps(path):
+        try:
+            return json.loads((path / PROGRESS_FILE).read_text())["step"]
+        except (OSError, KeyError, ValueError):
+            return -1
+    return max(candidates, key=steps)
+
+
+def prune(weights_dir, keep) -> None:
+    """Delete all but the newest ``keep`` epoch checkpoints (nothing when ``keep`` is None)."""
+    if keep:
+        for _, path in epoch_dirs(weights_dir)[:-keep]:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def read_history(weights_dir, done: dict) -> dict:
+    """The run's history up to the checkpoint ``done`` ({'epoch', 'step'}), or a fresh one."""
+    path = Path(weights_dir) / HISTORY_FILE
+    history = json.loads(path.read_text()) if path.is_file() else {"epochs": [], "steps": []}
+    history["steps"] = [r for r in history["steps"] if r["step"] <= done["step"]]
+    history["epochs"] = [r for r in history["epochs"] if r["epoch"] <= done["epoch"]]
+    return history
+
+
+def write_history(weights_dir, history) -> None:
+    text = json.dumps(history)
+    atomic_write(Path(weights_dir) / HISTORY_FILE, lambda f: f.write(text.encode()))

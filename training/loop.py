@@ -1,0 +1,206 @@
+"""The training loop: start or resume a run, train epoch by epoch, checkpoint after each.
+
+Every step is one call of the compiled ``model.train_step``; metrics are read back from the
+device once per ``log_every`` steps. Ctrl-C finishes the current step and saves a resumable
+checkpoint; a NaN loss stops the run naming the step.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import imagedata
+from analysis.evaluation import loss_on
+from imagedata.batches import iterate_batches, num_batches, to_device
+from model import init_params, init_state, train_step
+from system.errors import UserError
+
+from . import checkpoints
+from .config import TrainConfig
+from .devices import device_layout, place_batch
+
+
+@dataclass
+class Run:
+    """A run in progress: its state, where it is, and what it trains on."""
+    config: TrainConfig
+    weights_dir: Path
+    state: object          # model.TrainState
+    history: dict
+    epoch: int             # epochs finished
+    batch: int             # batches of the current epoch finished
+    step: int
+    total_steps: int
+    steps_per_epoch: int
+    images: object         # the training images, uint8 on the device
+    val_images: object     # uint8 on the host, or None
+    batch_sharding: object
+    wall_before: float     # seconds trained before this process
+    started: float
+
+    def elapsed(self) -> float:
+        return self.wall_before + time.perf_counter() - self.started
+
+    def progress(self) -> dict:
+        return {"epoch": self.epoch, "batch": self.batch, "step": self.step, "wall_time": self.elapsed()}
+
+
+def train(config: TrainConfig, *, weights_dir="weights", resume=False, keep=None, progress=True, log=print) -> dict:
+    """Run (or resume) training as ``config`` says. Returns a summary dict.
+
+    Raises UserError with a one-sentence message when the run cannot start or go on.
+    """
+    run = start(config, Path(weights_dir), resume, progress, log)
+    stop = []  # Ctrl-C finishes the current step, then a checkpoint is written
+    previous_handler = signal.signal(signal.SIGINT, lambda *_: stop.append(True))
+    last_saved = None
+    try:
+        while run.epoch < run.config.epochs and run.step < run.total_steps and not stop:
+            sums = train_epoch(run, stop, progress)
+            if stop and run.batch < run.steps_per_epoch:
+                break  # interrupted inside the epoch: saved below
+            last_saved = end_epoch(run, sums, keep, log)
+            if run.batch:  # --max-steps ended the run inside this epoch
+                break
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+    interrupted = bool(stop) and 0 < run.batch < run.steps_per_epoch
+    if interrupted:  # keep what was learnt so far, resumable from this batch
+        last_saved = run.weights_dir / checkpoints.INTERRUPTED
+        checkpoints.save_checkpoint(last_saved, run.state, run.config, run.progress())
+        checkpoints.write_history(run.weights_dir, run.history)
+        log(f"Interrupted at step {run.step}; saved {last_saved} (continue with --resume).")
+    return {"step": run.step, "epoch": run.epoch, "checkpoint": str(last_saved) if last_saved else None,
+            "history": run.history, "state": run.state, "interrupted": interrupted}
+
+
+def start(config: TrainConfig, weights_dir: Path, resume: bool, progress: bool, log) -> Run:
+    """A fresh run of ``config``, or the newest checkpoint's run in ``weights_dir`` (``resume``)."""
+    if resume:
+        folder = checkpoints.find_resume_point(weights_dir)
+        config = config.resumed_from(checkpoints.saved_config(folder), folder)
+    batch_sharding, replicated = device_layout(config.batch_size)
+    data = {k: getattr(config, k) for k in ("data_dir", "crop", "cache_dir", "limit")}
+    train_images = imagedata.load_split(config.dataset, "train", progress=progress, **data)
+    val_images = None
+    if config.val_images:
+        val_images = imagedata.load_split(config.dataset, "val", progress=progress, **dict(data, limit=config.val_images))
+    steps_per_epoch = num_batches(len(train_images), config.batch_size)
+    if steps_per_epoch == 0:
+        raise UserError(f"The training set has {len(train_images)} images, fewer than one batch of "
+                        f"{config.batch_size}; lower --batch-size or raise --limit.")
+    if resume:
+        state, done = checkpoints.load_state(folder, config)
+        history = checkpoints.read_history(weights_dir, done)
+        log(f"Resuming from {folder} at epoch {done['epoch']}, step {done['step']}.")
+    else:
+        params = init_params(jax.random.PRNGKey(config.seed), **config.architecture())
+        state = init_state(params, **config.hyperparams())
+        done = {"epoch": 0, "batch": 0, "step": 0, "wall_time": 0.0}
+        history = {"epochs": [], "steps": []}
+    history["config"] = config.as_dict()
+    if replicated is not None:
+        state = jax.device_put(state, replicated)
+    total_steps = config.epochs * steps_per_epoch
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    log(f"Training on {len(train_images):,} {config.dataset} images, {steps_per_epoch} steps of "
+        f"{config.batch_size} per epoch, {total_steps} steps in all, on {jax.device_count()} "
+        f"{jax.devices()[0].platform} device(s).")
+    return Run(config, weights_dir, state, history, done["epoch"], done["batch"], done["step"], total_steps,
+               steps_per_epoch, to_device(train_images, sharding=replicated), val_images, batch_sharding,
+               done.get("wall_time", 0.0), time.perf_counter())
+
+
+def train_epoch(run: Run, stop: list, progress: bool) -> np.ndarray:
+    """Train the rest of the current epoch (or until ``stop`` or the step budget); returns the
+    sums of (loss, recon, kl) over its steps and their count."""
+    cfg = run.config
+    base_key = jax.random.PRNGKey(cfg.seed)
+    shuffle_key = jax.random.fold_in(jax.random.fold_in(base_key, 1), run.epoch)
+    bar = _progress_bar(min(run.steps_per_epoch, run.total_steps - run.step + run.batch),
+                        f"epoch {run.epoch + 1}/{cfg.epochs}", progress, initial=run.batch)
+    pending, window_start = [], time.perf_counter()
+    sums = np.zeros(4)
+    for i, batch in enumerate(iterate_batches(run.images, cfg.batch_size, shuffle_key)):
+        if i < run.batch:
+            continue
+        noise_key = jax.random.fold_in(jax.random.fold_in(base_key, 2), run.step)
+        run.state, metrics = train_step(run.state, place_batch(batch, run.batch_sharding), noise_key,
+                                        compute_dtype=cfg.compute_dtype)
+        run.step, run.batch = run.step + 1, i + 1
+        pending.append((run.step, metrics))
+        end = run.batch == run.steps_per_epoch or run.step >= run.total_steps
+        if len(pending) >= max(1, cfg.log_every) or end or stop:
+            sums += record_steps(run, pending, time.perf_counter() - window_start, bar)
+            pending, window_start = [], time.perf_counter()
+        if end or stop:
+            break
+    if bar is not None:
+        bar.close()
+    return sums
+
+
+def record_steps(run: Run, pending: list, seconds: float, bar) -> np.ndarray:
+    """Read a window of step metrics back from the device (one sync) into the history."""
+    fetched = jax.device_get([m for _, m in pending])
+    rate = len(pending) * run.config.batch_size / max(seconds, 1e-9)
+    sums = np.zeros(4)
+    for (step, _), m in zip(pending, fetched):
+        if not all(math.isfinite(float(m[k])) for k in ("loss", "recon", "kl")):
+            raise UserError(f"The loss became {float(m['loss'])} at step {step}; stopping. The last good "
+                            f"checkpoint is kept; try a lower --lr or --clip-norm.")
+        run.history["steps"].append({"step": step, "epoch": run.epoch + 1, "loss": float(m["loss"]),
+                                     "recon": float(m["recon"]), "kl": float(m["kl"]),
+                                     "grad_norm": float(m["grad_norm"]), "lr": run.config.lr,
+                                     "wall_time": run.elapsed(), "images_per_s": rate})
+        sums += [float(m["loss"]), float(m["recon"]), float(m["kl"]), 1]
+    if bar is not None:
+        last = run.history["steps"][-1]
+        bar.update(len(pending))
+        bar.set_postfix(loss=f"{last['loss']:.2f}", recon=f"{last['recon']:.2f}", kl=f"{last['kl']:.2f}",
+                        img_s=f"{rate:.0f}")
+    return sums
+
+
+def end_epoch(run: Run, sums, keep, log) -> Path:
+    """Validate, record the epoch, save its checkpoint and the history; returns the checkpoint folder."""
+    partial = run.batch < run.steps_per_epoch
+    loss, recon, kl, count = sums
+    rates = [r["images_per_s"] for r in run.history["steps"] if r["epoch"] == run.epoch + 1]
+    record = {"epoch": run.epoch + 1, "step": run.step, "train_loss": loss / count, "train_recon": recon / count,
+              "train_kl": kl / count, "wall_time": run.elapsed(),
+              "images_per_s": float(np.median(rates)) if rates else float("nan")}
+    if partial:
+        record["partial"] = True
+    if run.val_images is not None and len(run.val_images):
+        val = loss_on(run.state.params, run.val_images, run.config.beta)
+        record.update(val_loss=val["loss"], val_recon=val["recon"], val_kl=val["kl"])
+    run.history["epochs"].append(record)
+    folder = checkpoints.epoch_folder(run.weights_dir, run.epoch + 1)
+    if not partial:
+        run.epoch, run.batch = run.epoch + 1, 0
+    checkpoints.save_checkpoint(folder, run.state, run.config, run.progress())
+    checkpoints.write_history(run.weights_dir, run.history)
+    shutil.rmtree(run.weights_dir / checkpoints.INTERRUPTED, ignore_errors=True)
+    checkpoints.prune(run.weights_dir, keep)
+    val_text = (f", val loss {record['val_loss']:.2f} (recon {record['val_recon']:.2f}, kl {record['val_kl']:.2f})"
+                if "val_loss" in record else "")
+    log(f"epoch {record['epoch']}{' (partial)' if partial else ''}: train loss {record['train_loss']:.2f} "
+        f"(recon {record['train_recon']:.2f}, kl {record['train_kl']:.2f}){val_text}, "
+        f"{record['images_per_s']:.0f} img/s -> {folder}")
+    return folder
+
+
+def _progress_bar(total, desc, enabled, initial=0):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True, leave=True)
