@@ -21,7 +21,7 @@ from system.errors import EXIT_USER_ERROR, UserError
 
 DEFAULT_WEIGHTS_DIR = "weights"
 DEFAULT_OUT_DIR = "results"
-DEFAULT_DATASET = "shapes"  # the embedded default of every analysis script
+DEFAULT_DATASET = "faces"  # the embedded default of every analysis script
 DATA_FLAGS = ("dataset", "data_dir", "crop", "cache_dir", "limit")
 
 

@@ -29,7 +29,7 @@ model (channels 16 32 64), several minutes for the seed's architecture.
 
 Examples::
 
-    python train.py --dataset shapes          # a checkpoint to score, in weights/
+    python train.py --dataset faces           # a checkpoint to score, in weights/
     python disentangle.py
     python disentangle.py --weights weights/epoch_2 --out-dir results/epoch_2
     python disentangle.py --num-train 200 --num-test 100 --pairs 16 --mig-samples 2000   # quick look

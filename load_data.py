@@ -6,7 +6,7 @@ are rendered, not cached.
 
 Examples::
 
-    python load_data.py --dataset shapes
+    python load_data.py --dataset faces
     python load_data.py --dataset celeba --data-dir ~/datasets/celeba
     python load_data.py --dataset celeba --crop none --limit 5000
     BVAEX_DATA_DIR=/mnt/celeba python load_data.py --dataset celeba --cache-dir /scratch/cache

@@ -15,7 +15,10 @@ in full in ``<out-dir>/metrics.json``:
 * channel balance: mean R, G, B of the reconstructions and of the originals;
 * active latent units, Var_x(μ_j) > 0.01 (Burda et al. 2016), and the KL of each latent
   dimension (all in the JSON, the largest few in the table);
-* the split, the number of images used, the checkpoint and its epoch.
+* the split, the number of images used, the checkpoint and its epoch;
+* beside the model's image metrics, the same metrics of two outputs that ignore the input, on
+  the same images: the mean training image (of the first ``--baseline-images`` training images)
+  and black (``"baselines"`` in the JSON). A number is worth what it beats.
 
 Examples::
 
@@ -27,7 +30,8 @@ import sys
 from pathlib import Path
 
 import cli
-from analysis.evaluation import ACTIVE_THRESHOLD, compute_metrics, markdown_table
+import imagedata
+from analysis.evaluation import ACTIVE_THRESHOLD, baselines, compute_metrics, markdown_table, mean_image
 from system.files import write_json
 
 METRICS_FILE = "metrics.json"
@@ -42,6 +46,8 @@ def build_parser():
     group.add_argument("--active-threshold", type=float, default=ACTIVE_THRESHOLD, metavar="V",
                        help=f"a latent unit is active when the variance of its μ over the images exceeds "
                             f"this (default: {ACTIVE_THRESHOLD})")
+    group.add_argument("--baseline-images", type=cli.positive_int, default=10000, metavar="N",
+                       help="training images averaged into the mean-image baseline (default: 10000)")
     return parser
 
 
@@ -50,8 +56,12 @@ def _run(argv):
     checkpoint, data = cli.load_for_script(args, args.num_images)
     result = compute_metrics(checkpoint.params, data.images, beta=checkpoint.beta,
                              active_threshold=args.active_threshold)
+    options = cli.data_options(args, checkpoint.config.get("data"))
+    train_images = imagedata.load_from_options(options, "train", limit=min(args.baseline_images,
+                                                                            options["limit"] or args.baseline_images))
     result.update(dataset=data.dataset, split=data.split, num_images_requested=data.requested, note=data.note,
-                  checkpoint=str(checkpoint.path), epoch=checkpoint.epoch)
+                  checkpoint=str(checkpoint.path), epoch=checkpoint.epoch,
+                  baselines=baselines(data.images, mean_image(train_images[:args.baseline_images])))
     print(markdown_table(result))
     path = write_json(Path(args.out_dir) / METRICS_FILE, result)
     print(f"\nwrote {path}")

@@ -1,8 +1,8 @@
 """Train the β-VAE with hand-written gradients.
 
     python train.py                              # the seed's run: CelebA, 100 epochs, batch 512
-    python train.py --dataset shapes             # the embedded dataset, a few minutes on a CPU
-    python train.py --dataset shapes --max-steps 20 --no-progress   # a smoke test
+    python train.py --dataset faces              # the embedded faces, five minutes on a CPU
+    python train.py --dataset faces --max-steps 20 --no-progress    # a smoke test
     python train.py --resume                     # continue from the newest checkpoint in weights/
     python train.py --epochs 150 --resume        # extend a finished run
 

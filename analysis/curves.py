@@ -32,7 +32,7 @@ VAL_COLOR = "#d0641a"
 def load_history(path) -> dict:
     """The history dict with a non-empty 'epochs' list; UserError otherwise."""
     path = Path(path)
-    hint = "train a model first with `python train.py --dataset shapes`, or pass --history PATH"
+    hint = "train a model first with `python train.py --dataset faces`, or pass --history PATH"
     if not path.is_file():
         raise UserError(f"No training history at {path}: {hint}.")
     try:

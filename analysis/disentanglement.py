@@ -555,3 +555,18 @@ def markdown(result: dict, title: str | None = None) -> str:
         lines.append(f"| {name} | {result['factors'][name]} | {g['factor_entropy'][name]:.2f} | "
                      f"{_num(g['per_factor'][name])} | z{g['best_latent'][name]} |")
     return "\n".join(lines) + "\n"
+
+
+def factor_labels(mu, factors, names, dims, num_bins: int = 20) -> dict:
+    """{latent dimension: the factor it carries the most mutual information about} for ``dims``.
+
+    ``mu`` (N, D) posterior means and ``factors`` (N, K) of the same images; the MI is that of
+    MIG (equal-width bins). A dimension that carries no information about any factor is left out.
+    """
+    codes = discretize(np.asarray(mu)[:, list(dims)], num_bins)
+    labels = {}
+    for column, d in enumerate(dims):
+        mi = [discrete_mutual_info(codes[:, column], factors[:, k]) for k in range(factors.shape[1])]
+        if max(mi) > 1e-3:
+            labels[int(d)] = names[int(np.argmax(mi))]
+    return labels

@@ -63,13 +63,55 @@ def loss_on(params, images, beta: float, size: int = 256) -> dict:
     return {"loss": recon + beta * kl, "recon": recon, "kl": kl}
 
 
+def _quality(x_hat, x):
+    """Per-image quality of outputs ``x_hat`` against images ``x`` (both float (N,3,H,W) in [0, 1])."""
+    return {"ssim": ssim(x_hat, x), "ssim_global": ssim_global(x_hat, x), "psnr": psnr(x_hat, x),
+            "recon_rgb": jnp.mean(x_hat, axis=(2, 3)), "original_rgb": jnp.mean(x, axis=(2, 3))}
+
+
 @compiled
 def _image_stats(params, x):
     """Per-image statistics of one chunk, reconstructed from μ."""
     out = reconstruct(params, x)
-    x, x_hat = to_float(x), out.pop("x_hat")
-    return dict(out, ssim=ssim(x_hat, x), ssim_global=ssim_global(x_hat, x), psnr=psnr(x_hat, x),
-                recon_rgb=jnp.mean(x_hat, axis=(2, 3)), original_rgb=jnp.mean(x, axis=(2, 3)))
+    x_hat = out.pop("x_hat")
+    return dict(out, **_quality(x_hat, to_float(x)))
+
+
+@compiled
+def _constant_stats(output, x):
+    """Per-image statistics of one fixed output image (3,H,W) for every image of the chunk."""
+    x = to_float(x)
+    x_hat = jnp.broadcast_to(output, x.shape)
+    return dict(recon=jnp.sum((x_hat - x) ** 2, axis=(1, 2, 3)), **_quality(x_hat, x))
+
+
+def _summary(stats) -> dict:
+    """The image-quality part of the metrics (the keys a baseline shares with the model)."""
+    ssim_mean, ssim_std = _mean_std(stats["ssim"])
+    psnr_mean, psnr_std = _mean_std(stats["psnr"])
+    recon_mean, recon_std = _mean_std(stats["recon"])
+    return {"ssim": ssim_mean, "ssim_std": ssim_std, "ssim_global": _mean_std(stats["ssim_global"])[0],
+            "psnr": psnr_mean, "psnr_std": psnr_std, "recon_loss": recon_mean, "recon_loss_std": recon_std,
+            "channel_means": {
+                "reconstruction": [float(v) for v in stats["recon_rgb"].mean(axis=0, dtype=np.float64)],
+                "original": [float(v) for v in stats["original_rgb"].mean(axis=0, dtype=np.float64)]}}
+
+
+def baselines(images, mean_image, size: int = CHUNK) -> dict:
+    """The metrics of two outputs that ignore the input, on the same ``images``:
+    ``mean_image`` (float (3,H,W) in [0, 1], the mean training image) and black."""
+    outputs = {"mean_image": np.asarray(mean_image, np.float32),
+               "black": np.zeros(images.shape[1:], np.float32)}
+    return {name: _summary(map_chunks(lambda x, out=out: _constant_stats(out, x), images, size))
+            for name, out in outputs.items()}
+
+
+def mean_image(images, size: int = 4096) -> np.ndarray:
+    """The mean of uint8 images (N,3,H,W) as float32 (3,H,W) in [0, 1], summed in chunks."""
+    total = np.zeros(images.shape[1:], np.float64)
+    for start in range(0, len(images), size):
+        total += np.asarray(images[start:start + size], np.float64).sum(axis=0)
+    return (total / (255.0 * max(len(images), 1))).astype(np.float32)
 
 
 def per_image_stats(params, images, size: int = CHUNK) -> dict:
@@ -89,18 +131,10 @@ def compute_metrics(params, images, *, beta: float, size: int = CHUNK, active_th
     stats = per_image_stats(params, images, size)
     kl_dims = kl_per_dimension(stats["mu"], stats["logvar"])
     active, variances = active_units(stats["mu"], active_threshold)
-    ssim_mean, ssim_std = _mean_std(stats["ssim"])
-    psnr_mean, psnr_std = _mean_std(stats["psnr"])
-    recon_mean, recon_std = _mean_std(stats["recon"])
+    summary = _summary(stats)
     kl_mean = _mean_std(stats["kl"])[0]
     return {
-        "ssim": ssim_mean, "ssim_std": ssim_std, "ssim_global": _mean_std(stats["ssim_global"])[0],
-        "psnr": psnr_mean, "psnr_std": psnr_std, "recon_loss": recon_mean, "recon_loss_std": recon_std,
-        "kl": kl_mean, "beta": float(beta), "elbo": recon_mean + float(beta) * kl_mean,
-        "channel_means": {
-            "reconstruction": [float(v) for v in stats["recon_rgb"].mean(axis=0, dtype=np.float64)],
-            "original": [float(v) for v in stats["original_rgb"].mean(axis=0, dtype=np.float64)],
-        },
+        **summary, "kl": kl_mean, "beta": float(beta), "elbo": summary["recon_loss"] + float(beta) * kl_mean,
         "active_units": int(active), "active_threshold": float(active_threshold),
         "latent_dim": int(stats["mu"].shape[1]),
         "kl_per_dim": [float(v) for v in kl_dims],
@@ -115,17 +149,23 @@ def _rgb(values) -> str:
 
 
 def markdown_table(m: dict) -> str:
-    """The headline metrics as a two-column Markdown table."""
+    """The headline metrics as a Markdown table; with ``m['baselines']``, a column for each baseline."""
+    base = m.get("baselines") or {}
     top = ", ".join(f"z{d}: {m['kl_per_dim'][d]:.3f}" for d in m["dims_by_kl"][:TABLE_TOP_DIMS])
     where = f"{m['num_images']} ({m.get('dataset', '?')} {m.get('split', '?')} split)"
     if m.get("num_images_requested", m["num_images"]) > m["num_images"]:
         where += f", {m['num_images_requested']} asked"
     checkpoint = str(m.get("checkpoint", "?")) + ("" if m.get("epoch") is None else f" (epoch {m['epoch']})")
-    rows = [
-        ("SSIM (Wang et al. 2004, 11×11 Gaussian window)", f"{m['ssim']:.4f} ± {m['ssim_std']:.4f}"),
-        ("global SSIM (seed's definition, single window)", f"{m['ssim_global']:.4f}"),
-        ("PSNR (dB, mean of per-image)", f"{m['psnr']:.2f} ± {m['psnr_std']:.2f}"),
-        ("reconstruction loss (Σ squared error per image)", f"{m['recon_loss']:.2f}"),
+    shared = [  # (label, key, format, with ± std) of the metrics a baseline has too
+        ("SSIM (Wang et al. 2004, 11×11 Gaussian window)", "ssim", ".4f", True),
+        ("global SSIM (seed's definition, single window)", "ssim_global", ".4f", False),
+        ("PSNR (dB, mean of per-image)", "psnr", ".2f", True),
+        ("reconstruction loss (Σ squared error per image)", "recon_loss", ".2f", False),
+    ]
+    cell = lambda d, key, spec, std: f"{d[key]:{spec}}" + (f" ± {d[key + '_std']:{spec}}" if std else "")
+    rows = [[label, cell(m, key, spec, std)] + [cell(b, key, spec, False) for b in base.values()]
+            for label, key, spec, std in shared]
+    rows += [[label, value] + [""] * len(base) for label, value in [
         ("KL per image (nats)", f"{m['kl']:.3f}"),
         (f"ELBO loss, recon + β·KL (β = {m['beta']:g})", f"{m['elbo']:.2f}"),
         ("channel means R / G / B, reconstruction", _rgb(m["channel_means"]["reconstruction"])),
@@ -134,9 +174,8 @@ def markdown_table(m: dict) -> str:
         (f"KL of the top {min(TABLE_TOP_DIMS, m['latent_dim'])} dimensions (nats)", top),
         ("images", where),
         ("checkpoint", checkpoint),
-    ]
-    width = max(len(name) for name, _ in rows)
-    vwidth = max(len(value) for _, value in rows)
-    lines = [f"| {'metric'.ljust(width)} | {'value'.ljust(vwidth)} |", f"|{'-' * (width + 2)}|{'-' * (vwidth + 2)}|"]
-    lines += [f"| {name.ljust(width)} | {value.ljust(vwidth)} |" for name, value in rows]
-    return "\n".join(lines)
+    ]]
+    header = ["metric", "model"] + [f"{name.replace('_', ' ')} (baseline)" for name in base]
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in rows])

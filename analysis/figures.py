@@ -196,7 +196,7 @@ def traversal_grid(params, image, kl, path, *, mu=None, num_dims=8, steps=9, rel
     sign = "Δ" if relative else ""
     col_labels = [f"input #{index}"] + [sign + latents.format_value(v) for v in values]
     labels = labels or {}
-    row_labels = [f"z{d}" + (f" · {labels[d]}" if d in labels else "") + f"   KL {kl[d]:.2f}" for d in dims]
+    row_labels = [f"z{d}" + (f" · {labels[d]}" if d in labels else "") + f"\nKL {kl[d]:.2f}" for d in dims]
     how = "shifted by" if relative else "set to"
     title = f"Latent traversals: top {len(dims)} dimensions by KL, each {how} -3 ... +3, others at μ"
     return image_grid(grid, path, row_labels=row_labels, col_labels=col_labels, title=title,

@@ -1,7 +1,8 @@
 """Image datasets of bvaex, all delivered as uint8 arrays (N, 3, 64, 64), CHW, RGB.
 
-    celeba   CelebA with its official splits, decoded once into the cache (``celeba.py``)
+    faces    procedural cartoon faces with eleven known factors, no download (``faces.py``)
     shapes   procedural colour sprites with six known factors, no download (``shapes.py``)
+    celeba   CelebA with its official splits, decoded once into the cache (``celeba.py``)
 
 Generated datasets (with factors) render on the fly; decoded ones go through ``cache.py``.
 Importing this package does not import JAX: the decoding worker processes import it too.
@@ -12,11 +13,11 @@ import numpy as np
 
 from system.errors import UserError
 
-from . import celeba, shapes
+from . import celeba, faces, shapes
 from .decoding import DEFAULT_CROP, IMAGE_SIZE
 
 SPLITS = ("train", "val", "test")
-GENERATED = {"shapes": shapes}  # datasets rendered from known factors
+GENERATED = {"faces": faces, "shapes": shapes}  # datasets rendered from known factors
 DATASETS = tuple(GENERATED) + ("celeba",)
 OPTION_KEYS = ("data_dir", "crop", "image_size", "limit", "cache_dir", "num_workers", "progress")
 

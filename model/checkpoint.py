@@ -89,7 +89,7 @@ def resolve_weights(weights=None, weights_dir="weights"):
         latest = latest_checkpoint(weights_dir)
         if latest is None:
             raise UserError(f"No checkpoint found in {weights_dir}/: train one first with "
-                                  f"`python train.py --dataset shapes`, or pass --weights PATH.")
+                                  f"`python train.py --dataset faces`, or pass --weights PATH.")
         return latest / PARAMS_FILE
     path = Path(weights)
     return path / PARAMS_FILE if path.is_dir() else path

@@ -562,6 +562,6 @@ def test_command_line(celeba, tmp_path):
         assert f" {n} images" in line and f"({n}, 3, 64, 64)" in line and f"celeba_{split}_crop148_64px.npy" in line
     assert lines[-1].startswith("total")
     out = run_cli("--dataset", "celeba", "--data-dir", str(tmp_path / "nothing"))
-    assert out.returncode == 2 and "--dataset shapes" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "--dataset faces" in out.stderr and "Traceback" not in out.stderr
     out = run_cli("--dataset", "shapes", "--limit", "20", "--splits", "val", "test")
     assert out.returncode == 0 and "(20, 3, 64, 64)" in out.stdout and "not cached" in out.stdout

@@ -119,6 +119,9 @@ def test_metrics_json_and_table(run_dir, tmp_path, capsys):
     assert len(m["kl_per_dim"]) == 8 and sum(m["kl_per_dim"]) == pytest.approx(m["kl"], rel=1e-4, abs=1e-6)
     assert len(m["channel_means"]["reconstruction"]) == len(m["channel_means"]["original"]) == 3
     assert m["split"] == "test" and m["num_images"] == 16 and m["epoch"] == 1 and m["dataset"] == "shapes"
+    assert set(m["baselines"]) == {"mean_image", "black"} and "mean image (baseline)" in out
+    for baseline in m["baselines"].values():
+        assert {"recon_loss", "ssim", "ssim_global", "psnr", "channel_means"} <= set(baseline)
 
 
 def test_metrics_match_a_direct_computation(run_dir):
@@ -295,3 +298,24 @@ def test_grid_and_save_are_pixel_exact(tmp_path):
     top = pixels.shape[0] - m - (2 * 16 + figures.GAP)  # the picture sits on the bottom margin
     np.testing.assert_array_equal(pixels[top:top + 16, m:m + 16], images[0, 0].transpose(1, 2, 0))
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_baselines_are_right_on_a_tiny_set():
+    """The mean-image and black baselines equal their definitions on a few random images."""
+    from analysis.evaluation import baselines, mean_image
+    from analysis.image_metrics import psnr, ssim
+    rng = np.random.default_rng(0)
+    train_images = rng.integers(0, 256, (6, 3, 64, 64), dtype=np.uint8)
+    test_images = rng.integers(0, 256, (5, 3, 64, 64), dtype=np.uint8)
+    mean = mean_image(train_images, size=4)  # two chunks
+    np.testing.assert_allclose(mean, train_images.mean(axis=0) / 255, rtol=1e-6)
+    base = baselines(test_images, mean, size=2)
+    x = test_images.astype(np.float64) / 255
+    black_recon = np.mean(np.sum(x ** 2, axis=(1, 2, 3)))
+    mean_recon = np.mean(np.sum((x - mean) ** 2, axis=(1, 2, 3)))
+    assert base["black"]["recon_loss"] == pytest.approx(black_recon, rel=1e-5)
+    assert base["mean_image"]["recon_loss"] == pytest.approx(mean_recon, rel=1e-5)
+    x32, out = x.astype(np.float32), np.broadcast_to(mean, x.shape).astype(np.float32)
+    assert base["mean_image"]["ssim"] == pytest.approx(float(np.mean(ssim(out, x32))), abs=1e-5)
+    assert base["black"]["psnr"] == pytest.approx(float(np.mean(psnr(np.zeros_like(x32), x32))), abs=1e-3)
+    assert base["black"]["channel_means"]["reconstruction"] == [0.0, 0.0, 0.0]

@@ -143,7 +143,7 @@ def test_missing_celeba_says_what_to_do(tmp_path, capsys):
     code = train.main(["--dataset", "celeba", "--data-dir", str(tmp_path / "nothing"), "--no-progress",
                        "--weights-dir", str(tmp_path / "w")])
     err = capsys.readouterr().err
-    assert code == EXIT_USER_ERROR and "--dataset shapes" in err and "Traceback" not in err
+    assert code == EXIT_USER_ERROR and "--dataset faces" in err and "Traceback" not in err
 
 
 def test_defaults_are_the_seeds():
