@@ -41,7 +41,7 @@ def test_readme_has_the_two_commands():
     blocks = bash_blocks()
     assert any("python -m pytest" in b and 'pip install -e ".[test]"' in b for b in blocks)
     run_it = blocks[0]
-    assert "python train.py --dataset shapes" in run_it and "pip install -e ." in run_it
+    assert "python train.py --dataset faces" in run_it and "pip install -e ." in run_it
     assert (ROOT / ".ci" / "run").read_text().count('pip install -e ".[test]" && python -m pytest') == 1
 
 
