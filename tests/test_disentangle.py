@@ -90,11 +90,20 @@ def test_score_is_reproducible_from_its_seed(weights_dir):
         score(params, shapes, num_train=0)
 
 
+def test_faces_are_scored_on_their_own_factors(weights_dir):
+    from imagedata import faces
+    params = load_checkpoint(weights_dir=weights_dir)[0]
+    result = score(params, faces, seed=0, num_train=12, num_test=6, pairs=2, mig_samples=200)
+    assert list(result["mig"]["per_factor"]) == list(faces.FACTOR_NAMES) and len(faces.FACTOR_NAMES) >= 8
+    assert result["beta_vae"]["chance"] == pytest.approx(1 / len(faces.FACTOR_NAMES))
+    assert np.asarray(result["mig"]["mi_matrix"]).shape == (4, len(faces.FACTOR_NAMES))
+
+
 def test_missing_checkpoint_is_one_sentence_and_exit_1(tmp_path, capsys):
     assert disentangle.main(["--weights-dir", str(tmp_path / "nothing"), "--out-dir", str(tmp_path / "out")]) == EXIT_USER_ERROR
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith("error: ") and err.endswith(".")
-    assert "train.py --dataset shapes" in err
+    assert "train.py --dataset faces" in err
     assert not (tmp_path / "out").exists()
 
 
