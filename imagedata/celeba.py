@@ -51,7 +51,7 @@ def _missing_message(where: str) -> str:
         "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html and put both in that folder "
         "(the zip may stay zipped or be unzipped into img_align_celeba/), or point "
         f"--data-dir or ${DATA_DIR_ENV} at the folder that holds them, or run on the "
-        "embedded dataset instead with --dataset shapes."
+        "embedded faces instead with --dataset faces."
     )
 
 
@@ -121,7 +121,7 @@ def find_source(data_dir: str | os.PathLike | None = None) -> Source:
         raise UserError(
             f"the folder {empty[-1]} holds no CelebA images (JPEG files named 000001.jpg "
             f"to 202599.jpg); unzip img_align_celeba.zip there, or put the zip itself in "
-            f"{root}, or run on the embedded dataset with --dataset shapes."
+            f"{root}, or run on the embedded faces with --dataset faces."
         )
     raise UserError(_missing_message(root))
 
@@ -151,7 +151,7 @@ def list_images(source: Source) -> dict[str, str]:
     if not images:
         raise UserError(
             f"{source.path} holds no CelebA images (JPEG files named 000001.jpg to 202599.jpg); "
-            "download img_align_celeba.zip again or run on the embedded dataset with --dataset shapes."
+            "download img_align_celeba.zip again or run on the embedded faces with --dataset faces."
         )
     return images
 
