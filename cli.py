@@ -72,7 +72,7 @@ def add_data_arguments(parser, *, default_dataset=DEFAULT_DATASET, from_checkpoi
     group.add_argument("--data-dir", metavar="DIR", **(unset or {"default": None}),
                        help=f"folder holding CelebA (img_align_celeba/, img_align_celeba.zip or the Kaggle layout) "
                             f"and list_eval_partition.txt/.csv (default: {recorded}${celeba.DATA_DIR_ENV}, "
-                            f"else ./{celeba.DEFAULT_DATA_DIR})")
+                            f"else ./{celeba.DEFAULT_DATA_DIR}, else a {celeba.KAGGLE_INPUT}/*/ folder holding CelebA)")
     group.add_argument("--crop", type=crop_type, metavar="PX|none", **(unset or {"default": imagedata.DEFAULT_CROP}),
                        help=f"side of the centre square cropped from each 178x218 CelebA image before resizing, "
                             f"or 'none' to resize the whole frame (default: {recorded}{imagedata.DEFAULT_CROP})")

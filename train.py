@@ -12,11 +12,9 @@ Checkpoints go to ``weights/epoch_N/`` (``params.npz`` with the run's config, ``
 """
 import sys
 
-import jax
-
 import cli
 from model.precision import COMPUTE_DTYPES
-from training import PRESETS, TrainConfig, train
+from training import PRESETS, TrainConfig, platform, train
 
 EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C
 
@@ -44,8 +42,17 @@ def build_parser():
     run.add_argument("--log-every", type=cli.positive_int,
                      help=f"steps between reading metrics back from the device (default: {seed.log_every})")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (one line per epoch)")
+    run.add_argument("--device", choices=platform.DEVICES, default="auto",
+                     help="auto: a GPU when JAX has one, else the CPU; gpu: stop with the reason when JAX sees "
+                          "no GPU; cpu: stay on the CPU (default: auto; docs/gpu.md)")
     run.add_argument("--distributed", action="store_true",
-                     help="call jax.distributed.initialize() first, for multi-host training")
+                     help="call jax.distributed.initialize() first, for multi-process training")
+    run.add_argument("--coordinator", metavar="HOST:PORT",
+                     help="with --distributed: process 0's address (default: $JAX_COORDINATOR_ADDRESS or detected)")
+    run.add_argument("--num-processes", type=cli.positive_int,
+                     help="with --distributed: how many processes (default: $JAX_NUM_PROCESSES or detected)")
+    run.add_argument("--process-id", type=cli.non_negative_int,
+                     help="with --distributed: this process's index (default: $JAX_PROCESS_ID or detected)")
     hp = parser.add_argument_group("model and optimiser (defaults: the seed's)")
     hp.add_argument("--latent-dim", type=cli.positive_int, help=f"size of the Gaussian latent (default: {seed.latent_dim})")
     hp.add_argument("--channels", type=cli.positive_int, nargs="+",
@@ -77,9 +84,13 @@ def config_from_args(args) -> TrainConfig:
 
 def _run(argv):
     args = build_parser().parse_args(argv)
+    platform.select(args.device)
     if args.distributed:
-        jax.distributed.initialize()
-    summary = train(config_from_args(args), weights_dir=args.weights_dir, resume=args.resume, keep=args.keep,
+        platform.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    config = config_from_args(args)
+    print(platform.describe())
+    platform.warn_if_long(config)
+    summary = train(config, weights_dir=args.weights_dir, resume=args.resume, keep=args.keep,
                     progress=not args.no_progress)
     return EXIT_INTERRUPTED if summary["interrupted"] else 0
 

@@ -17,6 +17,7 @@ decoded once into the cache of ``imagedata/cache.py``.
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import os
 import re
@@ -30,6 +31,8 @@ from . import cache, decoding
 
 DATA_DIR_ENV = "BVAEX_DATA_DIR"
 DEFAULT_DATA_DIR = os.path.join("data", "celeba")
+KAGGLE_INPUT = "/kaggle/input"  # where Kaggle mounts a notebook's datasets, read-only
+KAGGLE_DATASET = "jessicali9530/celeba-dataset"  # Kaggle's CelebA, mounted as /kaggle/input/celeba-dataset/
 CELEBA_NUM_IMAGES = 202_599
 CELEBA_FRAME = (178, 218)  # width, height of every aligned CelebA image
 OFFICIAL_RANGES = {
@@ -44,7 +47,10 @@ _IMAGE_NAME = re.compile(r"^\d{6}\.jpg$")
 _OFFICIAL_NOTE_SHOWN: set[str] = set()
 
 
-def _missing_message(where: str) -> str:
+def _missing_message(where: str, searched: bool = False) -> str:
+    if searched:
+        where = (f"{where}, ${DATA_DIR_ENV} (unset) or a folder of {KAGGLE_INPUT}/ (on Kaggle add the "
+                 f"dataset {KAGGLE_DATASET} to the notebook)")
     return (
         f"CelebA was not found in {where}: download the \"Align&Cropped Images\" file "
         "img_align_celeba.zip and list_eval_partition.txt from "
@@ -71,11 +77,34 @@ class Source:
     partition: str | None  # the partition file, or None for the official ranges
 
 
+def _searching(data_dir) -> bool:
+    """True when neither the argument nor $BVAEX_DATA_DIR names the data folder."""
+    return (data_dir is None or str(data_dir) == "") and not os.environ.get(DATA_DIR_ENV)
+
+
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> str:
-    """The data folder: the argument, else $BVAEX_DATA_DIR, else ./data/celeba."""
-    if data_dir is None or str(data_dir) == "":
-        data_dir = os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
-    return os.path.abspath(os.path.expanduser(str(data_dir)))
+    """The data folder: the argument, else $BVAEX_DATA_DIR, else ./data/celeba when it exists, else
+    the first folder of /kaggle/input/ (or one level deeper) holding CelebA, else ./data/celeba."""
+    if not _searching(data_dir):
+        return os.path.abspath(os.path.expanduser(str(data_dir or os.environ[DATA_DIR_ENV])))
+    default = os.path.abspath(DEFAULT_DATA_DIR)
+    if os.path.exists(default):
+        return default
+    return next((path for path in kaggle_candidates() if holds_celeba(path)), default)
+
+
+def kaggle_candidates() -> list[str]:
+    """The folders /kaggle/input/*/ and /kaggle/input/*/*/, sorted (none off Kaggle)."""
+    found = []
+    for pattern in ("*", os.path.join("*", "*")):
+        found += sorted(p for p in glob.glob(os.path.join(KAGGLE_INPUT, pattern)) if os.path.isdir(p))
+    return found
+
+
+def holds_celeba(folder: str) -> bool:
+    """Whether ``folder`` has a CelebA layout (checked by name only, nothing listed)."""
+    return (os.path.isdir(os.path.join(folder, "img_align_celeba"))
+            or os.path.isfile(os.path.join(folder, "img_align_celeba.zip")))
 
 
 def _has_images(folder: str) -> bool:
@@ -103,7 +132,7 @@ def find_source(data_dir: str | os.PathLike | None = None) -> Source:
         folder = os.path.dirname(root)
         return Source(folder, "zip", "zip", root, _find_partition(folder))
     if not os.path.isdir(root):
-        raise UserError(_missing_message(root))
+        raise UserError(_missing_message(root, _searching(data_dir)))
     kaggle = os.path.join(root, "img_align_celeba", "img_align_celeba")
     folder = os.path.join(root, "img_align_celeba")
     zipped = os.path.join(root, "img_align_celeba.zip")
@@ -123,7 +152,7 @@ def find_source(data_dir: str | os.PathLike | None = None) -> Source:
             f"to 202599.jpg); unzip img_align_celeba.zip there, or put the zip itself in "
             f"{root}, or run on the embedded faces with --dataset faces."
         )
-    raise UserError(_missing_message(root))
+    raise UserError(_missing_message(root, _searching(data_dir)))
 
 
 def list_images(source: Source) -> dict[str, str]:
