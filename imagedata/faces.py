@@ -51,14 +51,16 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import functools
 import itertools
 import math
+import sys
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image
+
+from . import factors as factors_
+from .factors import SPLITS  # noqa: F401  (part of the dataset interface)
 
 IMAGE_SIZE = 64
 FACTOR_LEVELS = {
@@ -122,12 +124,8 @@ _LAYERS = (
     ("hat", ("Wearing_Hat", "Chubby", "head_tilt"), None),
 )
 
-SPLITS = ("train", "val", "test")
 DEFAULT_SIZES = {"train": 50_000, "val": 2_000, "test": 2_000}
-_BASE_SEED = 64_2018
-_SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
-_HASH_BUCKETS = 20  # bucket 0 -> test, 1 -> val, 2..19 -> train
-_DRAW_BLOCK = 4096
+BASE_SEED = 64_2018
 _RENDER_CHUNK = 128
 
 
@@ -432,10 +430,8 @@ def render(factors) -> np.ndarray:
 
 
 def sample_factors(rng: np.random.Generator, n: int) -> np.ndarray:
-    """n factor vectors, each factor drawn uniformly and independently: int64 (n, 11)."""
-    if n < 0:
-        raise ValueError("n must be non-negative")
-    return rng.integers(0, np.asarray(FACTOR_SIZES), size=(int(n), len(FACTOR_SIZES)), dtype=np.int64)
+    """n factor vectors, each factor drawn uniformly and independently: int64 (n, K)."""
+    return factors_.sample(FACTOR_SIZES, rng, n)
 
 
 def flat_index(factors) -> np.ndarray:
@@ -446,34 +442,12 @@ def flat_index(factors) -> np.ndarray:
 
 def split_of(factors) -> np.ndarray:
     """Which split owns each factor combination: 0 train, 1 val, 2 test."""
-    x = flat_index(factors).astype(np.uint64)
-    # splitmix64 finaliser: a fixed, well-mixed hash of the combination index.
-    x = x + np.uint64(0x9E3779B97F4A7C15)
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    x = x ^ (x >> np.uint64(31))
-    bucket = (x % np.uint64(_HASH_BUCKETS)).astype(np.int64)
-    return np.where(bucket == 0, 2, np.where(bucket == 1, 1, 0))
+    return factors_.split_of_index(flat_index(factors))
 
 
 def split_factors(split: str, n: int | None = None) -> np.ndarray:
     """The factor matrix of ``make_split(split, n)`` without rendering it."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    n = DEFAULT_SIZES[split] if n is None else int(n)
-    if n < 0:
-        raise ValueError("n must be non-negative")
-    rng = np.random.default_rng(np.random.SeedSequence([_BASE_SEED, _SPLIT_SEEDS[split]]))
-    want = SPLITS.index(split)
-    parts, have = [], 0
-    while have < n:
-        block = sample_factors(rng, _DRAW_BLOCK)
-        block = block[split_of(block) == want]
-        parts.append(block)
-        have += len(block)
-    if not parts:
-        return np.zeros((0, len(FACTOR_SIZES)), dtype=np.int64)
-    return np.concatenate(parts)[:n]
+    return factors_.split_sequence(sys.modules[__name__], split, n)
 
 
 def make_split(split: str, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -486,28 +460,8 @@ def make_split(split: str, n: int | None = None) -> tuple[np.ndarray, np.ndarray
     return render(factors), factors
 
 
-def _grid(images: np.ndarray, cols: int = 8) -> np.ndarray:
-    n = len(images)
-    rows = max(1, -(-n // cols))
-    grid = np.full((rows * (IMAGE_SIZE + 2), cols * (IMAGE_SIZE + 2), 3), 60, dtype=np.uint8)
-    for i, im in enumerate(images):
-        r, c = divmod(i, cols)
-        y, x = r * (IMAGE_SIZE + 2) + 1, c * (IMAGE_SIZE + 2) + 1
-        grid[y:y + IMAGE_SIZE, x:x + IMAGE_SIZE] = im.transpose(1, 2, 0)
-    return grid
-
-
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--split", choices=SPLITS, default="train", help="which split to draw from (default: train)")
-    parser.add_argument("--n", type=int, default=32, help="number of faces to draw (default: 32)")
-    parser.add_argument("--out", default="faces.png", help="where to write the PNG grid (default: faces.png)")
-    args = parser.parse_args(argv)
-    images, factors = make_split(args.split, args.n)
-    Image.fromarray(_grid(images)).save(args.out)
-    print(f"wrote {len(images)} {args.split} faces to {args.out}")
-    for row in factors[:4]:
-        print("  " + ", ".join(f"{k}={FACTOR_LEVELS[k][v]}" for k, v in zip(FACTOR_NAMES, row.tolist())))
+    factors_.sample_grid_main(sys.modules[__name__], "faces", argv)
 
 
 if __name__ == "__main__":
