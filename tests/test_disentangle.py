@@ -19,6 +19,8 @@ import training
 import training.loop
 from model import load_checkpoint, save_params
 
+pytestmark = pytest.mark.slow  # every test here trains a model
+
 ROOT = Path(__file__).resolve().parents[1]
 # One tiny architecture and batch size for every run here, so the train step compiles once.
 TINY_ARCH = ["--channels", "4", "8", "8", "--latent-dim", "4", "--batch-size", "16"]

@@ -63,6 +63,7 @@ def run_child(malloc_env):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not GLIBC, reason="the settings are glibc's")
 def test_a_freed_large_block_stays_mapped_for_the_next_allocation():
     kept, default = run_child("keep"), run_child("default")

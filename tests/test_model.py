@@ -45,6 +45,7 @@ def test_glorot_init_and_distinct_heads():
     assert all(np.all(params[k] == 0) for k in params if k.endswith(".bias"))
 
 
+@pytest.mark.slow
 def test_shapes_after_every_layer_match_the_seed_table():
     params = init_params(jax.random.PRNGKey(0))
     x = jnp.zeros((2, 3, 64, 64))
@@ -87,6 +88,7 @@ def reference_loss(params, x, eps, beta):
     return recon + beta * kl, (recon, kl)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch,batch", [({}, 2), (SMALL, 3)])
 def test_loss_and_grads_match_jax_grad_float64(arch, batch):
     with jax.enable_x64(True):
@@ -105,6 +107,7 @@ def test_loss_and_grads_match_jax_grad_float64(arch, batch):
             np.testing.assert_allclose(grads[name], expected[name], rtol=1e-9, atol=1e-10 * scale, err_msg=name)
 
 
+@pytest.mark.slow
 def test_loss_and_grads_float32_close_to_float64():
     params = init_params(jax.random.PRNGKey(0), **SMALL)
     x = jax.random.uniform(jax.random.PRNGKey(1), (4, 3, 16, 16))
@@ -170,6 +173,7 @@ def test_clipping():
     np.testing.assert_array_equal(clipped["a"], [-1.0, 0.5, 1.0])
 
 
+@pytest.mark.slow
 def test_train_step_applies_clipping_and_reports_the_unclipped_norm():
     params = init_params(jax.random.PRNGKey(0), **SMALL)
     x = jax.random.uniform(jax.random.PRNGKey(1), (4, 3, 16, 16))
@@ -184,6 +188,7 @@ def test_train_step_applies_clipping_and_reports_the_unclipped_norm():
     assert any(not np.allclose(before[k], state.params[k]) for k in before)
 
 
+@pytest.mark.slow
 def test_train_step_accepts_uint8_and_float_alike():
     params = init_params(jax.random.PRNGKey(0), **SMALL)
     x8 = jax.random.randint(jax.random.PRNGKey(1), (4, 3, 16, 16), 0, 256).astype(jnp.uint8)
@@ -193,6 +198,7 @@ def test_train_step_accepts_uint8_and_float_alike():
     np.testing.assert_allclose(m8["loss"], mf["loss"], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_overfitting_a_small_batch_lowers_the_loss():
     """A broken backward (wrong sign, wrong scale, a missing term) would not get here."""
     arch = {"channels": (8, 16, 32), "latent_dim": 8, "image_size": 32}

@@ -21,6 +21,7 @@ def test_accumulation_dtype_never_narrows():
         compute_dtype("float16")
 
 
+@pytest.mark.slow
 def test_elbo_sums_in_float32_and_returns_gradients_in_the_input_dtype():
     keys = jax.random.split(jax.random.PRNGKey(0), 4)
     x = jax.random.uniform(keys[0], (8, 3, 16, 16))
@@ -41,6 +42,7 @@ def _relative_error(a, b):
     return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30)
 
 
+@pytest.mark.slow
 def test_bfloat16_gradients_are_close_to_float32():
     params = init_params(jax.random.PRNGKey(0), **SEED)
     params = {k: v + 0.01 * jax.random.normal(jax.random.PRNGKey(i), v.shape) for i, (k, v) in enumerate(params.items())}
@@ -59,6 +61,7 @@ def test_bfloat16_gradients_are_close_to_float32():
     assert _relative_error(g16["decoder.deconv2.weight"][::-1], g32["decoder.deconv2.weight"]) > 0.5
 
 
+@pytest.mark.slow
 def test_bfloat16_train_step_keeps_float32_master_weights_and_tracks_float32():
     params = init_params(jax.random.PRNGKey(0), **SMALL)
     x = jax.random.randint(jax.random.PRNGKey(1), (16, 3, 16, 16), 0, 256).astype(jnp.uint8)
@@ -89,6 +92,7 @@ def test_formulation_choice():
         conv.Conv2D(3, 8, formulation="cudnn")
 
 
+@pytest.mark.slow
 def test_lax_and_fast_formulations_give_the_same_model_gradients_float64():
     with jax.enable_x64(True):
         params = jax.tree.map(lambda p: p.astype(jnp.float64), init_params(jax.random.PRNGKey(0), **SMALL))

@@ -68,6 +68,7 @@ REDUCED = {
 }
 
 
+@pytest.mark.slow
 def test_the_run_it_line_works_at_a_reduced_size(tmp_path, monkeypatch):
     commands = python_commands(bash_blocks()[0])
     assert [c[0] for c in commands] == ["train.py", "evaluate.py", "metrics.py", "interpolate.py", "plots.py"]

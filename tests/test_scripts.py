@@ -74,6 +74,7 @@ def _common(run_dir, out):
 # --------------------------------------------------------------------------- #
 
 
+@pytest.mark.slow
 def test_evaluate_writes_three_figures(run_dir, tmp_path, capsys):
     # 8 everywhere (2 dims x 4 steps = 8 decodes) so that encode/decode compile for one batch size.
     argv = _common(run_dir, tmp_path) + ["--num-images", "8", "--num-samples", "8", "--rank-images", "8",
@@ -92,6 +93,7 @@ def test_evaluate_writes_three_figures(run_dir, tmp_path, capsys):
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_prior_samples_are_seeded(run_dir):
     ckpt = _checkpoint(run_dir)
     a = figures.prior_samples(ckpt.params, 8, seed=3)
@@ -101,6 +103,7 @@ def test_prior_samples_are_seeded(run_dir):
     assert a.min() >= 0.0 and a.max() <= 1.0
 
 
+@pytest.mark.slow
 def test_metrics_json_and_table(run_dir, tmp_path, capsys):
     argv = _common(run_dir, tmp_path) + ["--num-images", "16",
                                           "--weights", str(run_dir / "weights" / "epoch_1")]
@@ -124,6 +127,7 @@ def test_metrics_json_and_table(run_dir, tmp_path, capsys):
         assert {"recon_loss", "ssim", "ssim_global", "psnr", "channel_means"} <= set(baseline)
 
 
+@pytest.mark.slow
 def test_metrics_match_a_direct_computation(run_dir):
     """Chunked, padded evaluation equals one unchunked pass, and SSIM equals its definition."""
     from analysis.evaluation import compute_metrics
@@ -142,6 +146,7 @@ def test_metrics_match_a_direct_computation(run_dir):
     assert m["channel_means"]["original"] == pytest.approx(list(x.mean(axis=(0, 2, 3))), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_metrics_uses_all_when_the_split_is_smaller(run_dir, tmp_path, capsys):
     argv = _common(run_dir, tmp_path) + ["--num-images", "16", "--limit", "8"]
     assert metrics.main(argv) == 0
@@ -151,6 +156,7 @@ def test_metrics_uses_all_when_the_split_is_smaller(run_dir, tmp_path, capsys):
     assert m["num_images"] == 8 and m["num_images_requested"] == 16 and "only 8" in m["note"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["linear", "slerp"])
 def test_interpolate_writes_the_figure(run_dir, tmp_path, mode):
     argv = _common(run_dir, tmp_path) + ["--pairs", "0:1", "2:3", "--steps", "2", "--mode", mode]
@@ -159,6 +165,7 @@ def test_interpolate_writes_the_figure(run_dir, tmp_path, mode):
         2, 6, row_labels=True, col_labels=True, title=True, col_breaks=(0, 4))
 
 
+@pytest.mark.slow
 def test_interpolate_index_flags_and_bad_index(run_dir, tmp_path, capsys):
     assert interpolate.main(_common(run_dir, tmp_path) + ["--index-a", "2", "--index-b", "0", "--steps", "6"]) == 0
     assert _png_size(tmp_path / interpolate.INTERPOLATION_FILE) == figures.grid_pixel_size(
@@ -169,6 +176,7 @@ def test_interpolate_index_flags_and_bad_index(run_dir, tmp_path, capsys):
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_plots_writes_loss_curves(run_dir, tmp_path, capsys):
     assert plots.main(["--weights-dir", str(run_dir / "weights"), "--out-dir", str(tmp_path)]) == 0
     expected = (round(curves.FIGSIZE[0] * curves.DPI), round(curves.FIGSIZE[1] * curves.DPI))
@@ -211,6 +219,7 @@ def test_missing_checkpoint_says_how_to_train(script, tmp_path, capsys):
     assert not list(tmp_path.glob("*.png"))
 
 
+@pytest.mark.slow
 def test_wrong_architecture_checkpoint(run_dir, tmp_path, capsys):
     params, _ = load_params(run_dir / "weights" / "epoch_1" / "params.npz")
     path = tmp_path / "weights" / "epoch_3" / "params.npz"

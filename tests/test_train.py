@@ -18,6 +18,8 @@ import training
 import training.loop
 from model import count_params, load_checkpoint
 
+pytestmark = pytest.mark.slow  # every test here trains a model
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "shapes", "--limit", "128", "--batch-size", "32", "--val-images", "64",
         "--channels", "4", "8", "8", "--latent-dim", "4", "--no-progress", "--log-every", "2"]

@@ -34,6 +34,7 @@ def test_environment_turns_options_off(monkeypatch):
     assert xla.options("cpu") is None
 
 
+@pytest.mark.slow
 def test_gradients_with_options_match_xla_defaults():
     """The options change which library computes the convolutions, not the result (seed model, batch 2).
 
