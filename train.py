@@ -15,6 +15,7 @@ import sys
 import jax
 
 import cli
+import imagedata
 from model.precision import COMPUTE_DTYPES
 from training import PRESETS, TrainConfig, train
 
@@ -64,7 +65,7 @@ def build_parser():
     return parser
 
 
-CONFIG_FLAGS = ("data_dir", "crop", "cache_dir", "limit", "epochs", "batch_size", "max_steps", "seed", "val_images",
+CONFIG_FLAGS = ("data_dir", "crop", "cache_dir", "limit", "split_file", "epochs", "batch_size", "max_steps", "seed", "val_images",
                 "log_every", "latent_dim", "channels", "beta", "lr", "b1", "b2", "eps", "weight_decay", "clip_norm",
                 "clip_value", "compute_dtype")
 
@@ -72,7 +73,8 @@ CONFIG_FLAGS = ("data_dir", "crop", "cache_dir", "limit", "epochs", "batch_size"
 def config_from_args(args) -> TrainConfig:
     """The run's TrainConfig: the seed's defaults, the dataset's preset, then the flags given."""
     given = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
-    return TrainConfig.for_dataset(args.dataset, **dict(given, crop=args.crop))  # crop None: no crop
+    crop = imagedata.resolve_crop(args.dataset, args.crop)  # None: no crop
+    return TrainConfig.for_dataset(args.dataset, **dict(given, crop=crop))
 
 
 def _run(argv):

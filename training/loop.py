@@ -87,7 +87,7 @@ def start(config: TrainConfig, weights_dir: Path, resume: bool, progress: bool, 
         folder = checkpoints.find_resume_point(weights_dir)
         config = config.resumed_from(checkpoints.saved_config(folder), folder)
     batch_sharding, replicated = device_layout(config.batch_size)
-    data = {k: getattr(config, k) for k in ("data_dir", "crop", "cache_dir", "limit")}
+    data = {k: getattr(config, k) for k in ("data_dir", "crop", "cache_dir", "limit", "split_file")}
     train_images = imagedata.load_split(config.dataset, "train", progress=progress, **data)
     val_images = None
     if config.val_images:
