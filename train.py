@@ -18,6 +18,7 @@ import cli
 import imagedata
 from model.precision import COMPUTE_DTYPES
 from training import PRESETS, TrainConfig, train
+from training.monitor import Monitor
 
 EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C
 
@@ -45,6 +46,13 @@ def build_parser():
     run.add_argument("--log-every", type=cli.positive_int,
                      help=f"steps between reading metrics back from the device (default: {seed.log_every})")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (one line per epoch)")
+    run.add_argument("--sample-every", type=cli.positive_int, metavar="N",
+                     help="also write the grid of reconstructions and prior samples every N steps "
+                          "(default: after every epoch only, into WEIGHTS_DIR/samples/)")
+    run.add_argument("--no-samples", action="store_true", help="write no sample grids")
+    run.add_argument("--tensorboard", metavar="DIR",
+                     help="log losses, gradient norm, images/s and the sample grids to DIR for TensorBoard "
+                          "(needs pip install -e \".[tensorboard]\")")
     run.add_argument("--distributed", action="store_true",
                      help="call jax.distributed.initialize() first, for multi-host training")
     hp = parser.add_argument_group("model and optimiser (defaults: the seed's)")
@@ -81,8 +89,9 @@ def _run(argv):
     args = build_parser().parse_args(argv)
     if args.distributed:
         jax.distributed.initialize()
+    monitor = Monitor(samples=not args.no_samples, sample_every=args.sample_every, tensorboard=args.tensorboard)
     summary = train(config_from_args(args), weights_dir=args.weights_dir, resume=args.resume, keep=args.keep,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, monitor=monitor)
     return EXIT_INTERRUPTED if summary["interrupted"] else 0
 
 
