@@ -56,6 +56,8 @@ def load_image(path, crop: int | str | None = SQUARE, size: int = IMAGE_SIZE) ->
         raise UserError(f"cannot read the image {path} ({e.strerror or e}).") from None
     try:
         return decode_image(data, crop, size)
+    except Image.UnidentifiedImageError:
+        raise UserError(f"cannot decode the image {path}: it is not an image file PIL can read.") from None
     except Exception as e:  # PIL raises many kinds
         raise UserError(f"cannot decode the image {path} ({type(e).__name__}: {e}).") from None
 
