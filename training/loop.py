@@ -25,7 +25,6 @@ from system.errors import UserError
 from . import checkpoints
 from .config import TrainConfig
 from .devices import device_layout, place_batch
-from .monitor import Monitor
 
 
 @dataclass
@@ -61,7 +60,7 @@ def train(config: TrainConfig, *, weights_dir="weights", resume=False, keep=None
     Raises UserError with a one-sentence message when the run cannot start or go on.
     """
     run = start(config, Path(weights_dir), resume, progress, log)
-    run.monitor = Monitor() if monitor is None else monitor  # a grid of samples after every epoch
+    run.monitor = monitor  # training/monitor.py: train.py's writes a grid of samples after every epoch
     stop = []  # Ctrl-C finishes the current step, then a checkpoint is written
     previous_handler = signal.signal(signal.SIGINT, lambda *_: stop.append(True))
     last_saved = None
@@ -75,7 +74,8 @@ def train(config: TrainConfig, *, weights_dir="weights", resume=False, keep=None
                 break
     finally:
         signal.signal(signal.SIGINT, previous_handler)
-        run.monitor.close()
+        if run.monitor is not None:
+            run.monitor.close()
     interrupted = bool(stop) and 0 < run.batch < run.steps_per_epoch
     if interrupted:  # keep what was learnt so far, resumable from this batch
         last_saved = run.weights_dir / checkpoints.INTERRUPTED

@@ -105,7 +105,8 @@ def sample_rows(params, images, seed: int) -> list[list]:
     from model import architecture
 
     mu, _ = encode_all(params, images)
-    recon = decode_all(params, mu)
-    samples = decode_all(params, fixed_latents(architecture(params)["latent_dim"], seed))
+    z = fixed_latents(architecture(params)["latent_dim"], seed)
+    decoded = decode_all(params, np.concatenate([np.asarray(mu, np.float32), z]))  # one compiled shape
+    recon, samples = decoded[:len(mu)], decoded[len(mu):]
     half = NUM_SAMPLES // 2
     return [list(images), list(recon), list(samples[:half]), list(samples[half:])]
