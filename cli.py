@@ -115,7 +115,7 @@ def data_options(args, recorded=None) -> dict:
                "cache_dir": None, "limit": None, "split_file": None}
     if isinstance(recorded, dict):
         options.update({k: v for k, v in recorded.items() if k in DATA_FLAGS})
-        if getattr(args, "dataset", options["dataset"]) != options["dataset"]:  # other images: their own defaults
+        if getattr(args, "dataset", None) == "folder" != options["dataset"]:  # one's own images: their defaults
             options.update(crop=imagedata.AUTO_CROP, data_dir=None, limit=None, split_file=None)
     options.update({k: getattr(args, k) for k in DATA_FLAGS if hasattr(args, k)})
     for key in ("data_dir", "cache_dir", "split_file"):
@@ -187,7 +187,8 @@ def load_images(options: dict, split: str, n: int, checkpoint: Checkpoint | None
     else:
         images = imagedata.load_from_options(options, split)
     if len(images) == 0:
-        raise UserError(f"the {options.get('dataset')} {split} split holds no images.")
+        hint = " (a small folder may have none; try --split train or --split-file)" if options.get("dataset") == "folder" else ""
+        raise UserError(f"the {options.get('dataset')} {split} split holds no images{hint}.")
     if checkpoint is not None:
         arch = architecture(checkpoint.params)
         want = (arch["in_channels"], arch["image_size"], arch["image_size"])

@@ -245,3 +245,18 @@ def test_tensorboard_missing_is_one_sentence(tmp_path, monkeypatch, capsys):
     assert code == EXIT_USER_ERROR
     assert err.count("\n") == 0 and "tensorboardX" in err and 'pip install -e ".[tensorboard]"' in err
     assert not (tmp_path / "w").exists()
+
+
+def test_a_folder_takes_its_own_crop_not_the_checkpoints(tmp_path):
+    import cli
+    import evaluate
+    import train
+
+    recorded = {"dataset": "celeba", "data_dir": "/x", "crop": 148, "cache_dir": None, "limit": 50}
+    args = evaluate.build_parser().parse_args(["--dataset", "folder", "--data-dir", str(tmp_path)])
+    options = cli.data_options(args, recorded)
+    assert options["crop"] == "auto" and options["limit"] is None and options["data_dir"] == str(tmp_path)
+    assert imagedata.resolve_crop("folder", options["crop"]) == "square"
+    config = train.config_from_args(train.build_parser().parse_args(["--dataset", "folder", "--data-dir", "d"]))
+    assert config.crop == "square" and config.as_dict()["data"]["split_file"] is None
+    assert train.config_from_args(train.build_parser().parse_args([])).crop == 148
