@@ -5,10 +5,13 @@
     python train.py --dataset shapes --max-steps 20 --no-progress   # a smoke test
     python train.py --resume                     # continue from the newest checkpoint in weights/
     python train.py --epochs 150 --resume        # extend a finished run
+    python train.py --dataset folder --data-dir my_photos --epochs 20 --batch-size 64   # your own images
 
 Checkpoints go to ``weights/epoch_N/`` (``params.npz`` with the run's config, ``optimizer.npz``,
 ``trainer.json``); the history of every logged step and epoch to ``weights/history.json`` for
-``plots.py``. With several devices the batch is split over them (``training/devices.py``).
+``plots.py``; a grid of validation reconstructions and prior samples after every epoch to
+``weights/samples/epoch_N.png`` (``--tensorboard DIR`` logs them too). ``--dataset folder --data-dir DIR``
+trains on your own images. With several devices the batch is split over them (``training/devices.py``).
 """
 import sys
 
