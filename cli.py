@@ -22,7 +22,7 @@ from system.errors import EXIT_USER_ERROR, UserError
 DEFAULT_WEIGHTS_DIR = "weights"
 DEFAULT_OUT_DIR = "results"
 DEFAULT_DATASET = "faces"  # the embedded default of every analysis script
-DATA_FLAGS = ("dataset", "data_dir", "crop", "cache_dir", "limit")
+DATA_FLAGS = ("dataset", "data_dir", "crop", "cache_dir", "limit", "split_file")
 
 
 # --------------------------------------------------------------------------- flags
@@ -68,18 +68,24 @@ def add_data_arguments(parser, *, default_dataset=DEFAULT_DATASET, from_checkpoi
     group = parser.add_argument_group("data")
     group.add_argument("--dataset", choices=imagedata.DATASETS, **(unset or {"default": default_dataset}),
                        help=f"which images: the embedded procedural {', '.join(imagedata.GENERATED)} "
-                            f"(no download) or celeba (default: {recorded}{default_dataset})")
+                            f"(no download), celeba, or folder: any folder of your own JPEG/PNG/WebP images "
+                            f"given by --data-dir (default: {recorded}{default_dataset})")
     group.add_argument("--data-dir", metavar="DIR", **(unset or {"default": None}),
-                       help=f"folder holding CelebA (img_align_celeba/, img_align_celeba.zip or the Kaggle layout) "
+                       help=f"for --dataset folder: the folder of images, searched recursively; for celeba: "
+                            f"the folder holding CelebA (img_align_celeba/, img_align_celeba.zip or the Kaggle layout) "
                             f"and list_eval_partition.txt/.csv (default: {recorded}${celeba.DATA_DIR_ENV}, "
                             f"else ./{celeba.DEFAULT_DATA_DIR}, else a {celeba.KAGGLE_INPUT}/*/ folder holding CelebA)")
-    group.add_argument("--crop", type=crop_type, metavar="PX|none", **(unset or {"default": imagedata.DEFAULT_CROP}),
-                       help=f"side of the centre square cropped from each 178x218 CelebA image before resizing, "
-                            f"or 'none' to resize the whole frame (default: {recorded}{imagedata.DEFAULT_CROP})")
+    group.add_argument("--crop", type=crop_type, metavar="PX|square|none", **(unset or {"default": imagedata.AUTO_CROP}),
+                       help=f"side of the centre square cropped from each image before resizing, 'square' for the "
+                            f"largest centred square, or 'none' to resize the whole frame (default: {recorded}"
+                            f"{imagedata.DEFAULT_CROP} for celeba, square for folder)")
     group.add_argument("--cache-dir", metavar="DIR", **(unset or {"default": None}),
                        help=f"folder for the decoded CelebA caches (default: {recorded}./{cache.DEFAULT_CACHE_DIR})")
     group.add_argument("--limit", type=positive_int, metavar="N", **(unset or {"default": None}),
                        help=f"use at most the first N images of each split (default: {recorded}all)")
+    group.add_argument("--split-file", metavar="FILE", **(unset or {"default": None}),
+                       help=f"for --dataset folder: lines 'relative/path.jpg train|val|test' naming each image's split "
+                            f"(default: {recorded}by a hash of each path, 90/5/5, stable as images are added)")
 
 
 def add_checkpoint_arguments(parser, *, split=True) -> None:
@@ -94,8 +100,8 @@ def add_checkpoint_arguments(parser, *, split=True) -> None:
     add_data_arguments(parser, from_checkpoint=True)
     if split:
         group = next(g for g in parser._action_groups if g.title == "data")
-        group.add_argument("--split", choices=("test", "val"), default="test",
-                           help="held-out split the images come from (default: test)")
+        group.add_argument("--split", choices=("test", "val", "train"), default="test",
+                           help="split the images come from, held out unless train (default: test)")
 
 
 def add_out_argument(parser) -> None:
@@ -105,12 +111,14 @@ def add_out_argument(parser) -> None:
 
 def data_options(args, recorded=None) -> dict:
     """The data options: the recorded ones (a checkpoint's), overridden by the flags given."""
-    options = {"dataset": DEFAULT_DATASET, "data_dir": None, "crop": imagedata.DEFAULT_CROP,
-               "cache_dir": None, "limit": None}
+    options = {"dataset": DEFAULT_DATASET, "data_dir": None, "crop": imagedata.AUTO_CROP,
+               "cache_dir": None, "limit": None, "split_file": None}
     if isinstance(recorded, dict):
         options.update({k: v for k, v in recorded.items() if k in DATA_FLAGS})
+        if getattr(args, "dataset", None) == "folder" != options["dataset"]:  # one's own images: their defaults
+            options.update(crop=imagedata.AUTO_CROP, data_dir=None, limit=None, split_file=None)
     options.update({k: getattr(args, k) for k in DATA_FLAGS if hasattr(args, k)})
-    for key in ("data_dir", "cache_dir"):
+    for key in ("data_dir", "cache_dir", "split_file"):
         options[key] = None if options[key] is None else str(options[key])
     return options
 
@@ -179,7 +187,8 @@ def load_images(options: dict, split: str, n: int, checkpoint: Checkpoint | None
     else:
         images = imagedata.load_from_options(options, split)
     if len(images) == 0:
-        raise UserError(f"the {options.get('dataset')} {split} split holds no images.")
+        hint = " (a small folder may have none; try --split train or --split-file)" if options.get("dataset") == "folder" else ""
+        raise UserError(f"the {options.get('dataset')} {split} split holds no images{hint}.")
     if checkpoint is not None:
         arch = architecture(checkpoint.params)
         want = (arch["in_channels"], arch["image_size"], arch["image_size"])

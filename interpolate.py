@@ -15,13 +15,14 @@ Examples::
     python interpolate.py
     python interpolate.py --pairs 0:1 2:3 4:5 --steps 10 --mode slerp
     python interpolate.py --index-a 12 --index-b 40 --weights weights/epoch_5
+    python interpolate.py --pair photos/a.jpg photos/b.jpg    # two image files of your own
 """
 import argparse
 import sys
 from pathlib import Path
 
 import cli
-from analysis import figures
+from analysis import figures, own_images
 from analysis.latents import MODES
 from system.errors import UserError
 
@@ -50,6 +51,9 @@ def build_parser():
                        help="first test image of a single pair (instead of --pairs; default 0 when only --index-b is given)")
     group.add_argument("--index-b", type=cli.non_negative_int, default=None, metavar="N",
                        help="second test image of a single pair (instead of --pairs; default 1 when only --index-a is given)")
+    group.add_argument("--pair", nargs=2, metavar="FILE", default=None,
+                       help="two image files to interpolate between, preprocessed as the checkpoint's dataset "
+                            "(instead of --pairs)")
     group.add_argument("--steps", type=cli.positive_int, default=8, metavar="N",
                        help="latent codes decoded strictly between the two ends (default: 8)")
     group.add_argument("--mode", choices=MODES, default="linear",
@@ -67,11 +71,20 @@ def choose_pairs(args) -> list[tuple[int, int]]:
 
 def _run(argv):
     args = build_parser().parse_args(argv)
-    pairs = choose_pairs(args)
-    checkpoint, data = cli.load_for_script(args, 1 + max(max(p) for p in pairs), note=False)
+    if args.pair is not None:
+        if args.pairs is not None or args.index_a is not None or args.index_b is not None:
+            raise UserError("give either --pair FILE FILE or test-image indices, not both.")
+        checkpoint = cli.load(args)
+        images = own_images.load_files(args.pair, checkpoint.params, checkpoint.config, getattr(args, "crop", None))
+        data = cli.Images(images, "files", " and ".join(args.pair), 2, 2)
+        pairs = [(0, 1)]
+    else:
+        pairs = choose_pairs(args)
+        checkpoint, data = cli.load_for_script(args, 1 + max(max(p) for p in pairs), note=False)
     path = figures.interpolation_figure(checkpoint.params, data.images, pairs, Path(args.out_dir) / INTERPOLATION_FILE,
                                         steps=args.steps, mode=args.mode)
-    print(f"checkpoint {checkpoint.describe()}, {data.dataset} {data.split} split, {args.mode} interpolation")
+    what = f"{data.split}" if args.pair is not None else f"{data.dataset} {data.split} split"
+    print(f"checkpoint {checkpoint.describe()}, {what}, {args.mode} interpolation")
     print(f"wrote {path}")
     return path
 

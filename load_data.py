@@ -38,7 +38,8 @@ def _run(argv):
         start = time.perf_counter()
         images, info = imagedata.load(args.dataset, split, data_dir=args.data_dir, crop=args.crop,
                                       image_size=args.image_size, limit=args.limit, cache_dir=args.cache_dir,
-                                      num_workers=args.num_workers, progress=not args.no_progress)
+                                      num_workers=args.num_workers, progress=not args.no_progress,
+                                      split_file=args.split_file)
         seconds = time.perf_counter() - start
         if info["cache"] is None:
             where, how = "(generated, not cached)", "generated"

@@ -5,16 +5,21 @@
     python train.py --dataset faces --max-steps 20 --no-progress    # a smoke test
     python train.py --resume                     # continue from the newest checkpoint in weights/
     python train.py --epochs 150 --resume        # extend a finished run
+    python train.py --dataset folder --data-dir my_photos --epochs 20 --batch-size 64   # your own images
 
 Checkpoints go to ``weights/epoch_N/`` (``params.npz`` with the run's config, ``optimizer.npz``,
 ``trainer.json``); the history of every logged step and epoch to ``weights/history.json`` for
-``plots.py``. With several devices the batch is split over them (``training/devices.py``).
+``plots.py``; a grid of validation reconstructions and prior samples after every epoch to
+``weights/samples/epoch_N.png`` (``--tensorboard DIR`` logs them too). ``--dataset folder --data-dir DIR``
+trains on your own images. With several devices the batch is split over them (``training/devices.py``).
 """
 import sys
 
 import cli
+import imagedata
 from model.precision import COMPUTE_DTYPES
 from training import PRESETS, TrainConfig, platform, train
+from training.monitor import Monitor
 
 EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C
 
@@ -45,6 +50,13 @@ def build_parser():
     run.add_argument("--device", choices=platform.DEVICES, default="auto",
                      help="auto: a GPU when JAX has one, else the CPU; gpu: stop with the reason when JAX sees "
                           "no GPU; cpu: stay on the CPU (default: auto; docs/gpu.md)")
+    run.add_argument("--sample-every", type=cli.positive_int, metavar="N",
+                     help="also write the grid of reconstructions and prior samples every N steps "
+                          "(default: after every epoch only, into WEIGHTS_DIR/samples/)")
+    run.add_argument("--no-samples", action="store_true", help="write no sample grids")
+    run.add_argument("--tensorboard", metavar="DIR",
+                     help="log losses, gradient norm, images/s and the sample grids to DIR for TensorBoard "
+                          "(needs pip install -e \".[tensorboard]\")")
     run.add_argument("--distributed", action="store_true",
                      help="call jax.distributed.initialize() first, for multi-process training")
     run.add_argument("--coordinator", metavar="HOST:PORT",
@@ -71,7 +83,7 @@ def build_parser():
     return parser
 
 
-CONFIG_FLAGS = ("data_dir", "crop", "cache_dir", "limit", "epochs", "batch_size", "max_steps", "seed", "val_images",
+CONFIG_FLAGS = ("data_dir", "crop", "cache_dir", "limit", "split_file", "epochs", "batch_size", "max_steps", "seed", "val_images",
                 "log_every", "latent_dim", "channels", "beta", "lr", "b1", "b2", "eps", "weight_decay", "clip_norm",
                 "clip_value", "compute_dtype")
 
@@ -79,7 +91,8 @@ CONFIG_FLAGS = ("data_dir", "crop", "cache_dir", "limit", "epochs", "batch_size"
 def config_from_args(args) -> TrainConfig:
     """The run's TrainConfig: the seed's defaults, the dataset's preset, then the flags given."""
     given = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
-    return TrainConfig.for_dataset(args.dataset, **dict(given, crop=args.crop))  # crop None: no crop
+    crop = imagedata.resolve_crop(args.dataset, args.crop)  # None: no crop
+    return TrainConfig.for_dataset(args.dataset, **dict(given, crop=crop))
 
 
 def _run(argv):
@@ -90,8 +103,9 @@ def _run(argv):
     config = config_from_args(args)
     print(platform.describe())
     platform.warn_if_long(config)
+    monitor = Monitor(samples=not args.no_samples, sample_every=args.sample_every, tensorboard=args.tensorboard)
     summary = train(config, weights_dir=args.weights_dir, resume=args.resume, keep=args.keep,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, monitor=monitor)
     return EXIT_INTERRUPTED if summary["interrupted"] else 0
 
 

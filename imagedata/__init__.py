@@ -1,6 +1,7 @@
 """Image datasets of bvaex, all delivered as uint8 arrays (N, 3, 64, 64), CHW, RGB.
 
     faces    procedural cartoon faces with eleven known factors, no download (``faces.py``)
+    folder   any folder of JPEG/PNG/WebP images, searched recursively, hashed splits (``folder.py``)
     shapes   procedural colour sprites with six known factors, no download (``shapes.py``)
     celeba   CelebA with its official splits, decoded once into the cache (``celeba.py``)
 
@@ -13,30 +14,40 @@ import numpy as np
 
 from system.errors import UserError
 
-from . import celeba, faces, shapes
-from .decoding import DEFAULT_CROP, IMAGE_SIZE
+from . import celeba, faces, folder, shapes
+from .decoding import DEFAULT_CROP, IMAGE_SIZE, SQUARE
 
 SPLITS = ("train", "val", "test")
 GENERATED = {"faces": faces, "shapes": shapes}  # datasets rendered from known factors
-DATASETS = tuple(GENERATED) + ("celeba",)
-OPTION_KEYS = ("data_dir", "crop", "image_size", "limit", "cache_dir", "num_workers", "progress")
+DATASETS = tuple(GENERATED) + ("celeba", "folder")
+OPTION_KEYS = ("data_dir", "crop", "image_size", "limit", "cache_dir", "num_workers", "progress", "split_file")
+AUTO_CROP = "auto"  # each dataset's own default crop
+DEFAULT_CROPS = {"celeba": DEFAULT_CROP, "folder": SQUARE}
 
 
-def parse_crop(value) -> int | None:
-    """A crop value: a positive whole number of pixels, or None / 'none' for no crop; ValueError otherwise."""
+def resolve_crop(dataset, crop):
+    """``crop`` with "auto" replaced by the dataset's default (148 for CelebA, "square" for a folder)."""
+    return DEFAULT_CROPS.get(dataset, DEFAULT_CROP) if crop == AUTO_CROP else crop
+
+
+def parse_crop(value) -> int | str | None:
+    """A crop value: a positive whole number of pixels, 'square' (the largest centred square), 'auto'
+    (the dataset's default), or None / 'none' for no crop; ValueError otherwise."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "")):
         return None
+    if isinstance(value, str) and value.strip().lower() in (SQUARE, AUTO_CROP):
+        return value.strip().lower()
     try:
         crop = int(value)
     except (TypeError, ValueError):
-        raise ValueError(f"--crop must be a number of pixels or 'none', not {value!r}") from None
+        raise ValueError(f"--crop must be a number of pixels, 'square', 'auto' or 'none', not {value!r}") from None
     if crop < 1:
         raise ValueError(f"--crop must be a positive number of pixels or 'none', not {value!r}")
     return crop
 
 
-def load(dataset, split, *, data_dir=None, crop=DEFAULT_CROP, image_size=IMAGE_SIZE, limit=None,
-         cache_dir=None, num_workers=None, progress=True) -> tuple[np.ndarray, dict]:
+def load(dataset, split, *, data_dir=None, crop=AUTO_CROP, image_size=IMAGE_SIZE, limit=None,
+         cache_dir=None, num_workers=None, progress=True, split_file=None) -> tuple[np.ndarray, dict]:
     """(uint8 images (N, 3, image_size, image_size), {"cache", "built", "skipped"}) of one split.
 
     Generated datasets make ``limit`` images; decoded ones take the first ``limit`` of the split.
@@ -58,9 +69,14 @@ def load(dataset, split, *, data_dir=None, crop=DEFAULT_CROP, image_size=IMAGE_S
         images, _ = module.make_split(split, limit)
         return images, {"cache": None, "built": True, "skipped": 0}
     try:
-        crop = parse_crop(crop)
+        crop = resolve_crop(dataset, parse_crop(crop))
     except ValueError as e:
         raise UserError(f"{e}.") from None
+    if dataset == "folder":
+        return folder.load(split, data_dir=data_dir, crop=crop, image_size=image_size, limit=limit,
+                           cache_dir=cache_dir, num_workers=num_workers, progress=progress, split_file=split_file)
+    if crop == SQUARE:
+        crop = min(celeba.CELEBA_FRAME)
     return celeba.load(split, data_dir=data_dir, crop=crop, image_size=image_size, limit=limit,
                        cache_dir=cache_dir, num_workers=num_workers, progress=progress)
 

@@ -23,13 +23,19 @@ from system.errors import UserError
 IMAGE_SIZE = 64
 DEFAULT_CROP = 148  # CelebA's aligned faces: the centred square that holds the face
 RESIZE_FILTER = "lanczos"
+SQUARE = "square"  # crop the largest centred square, min(width, height)
 
-def decode_image(data: bytes, crop: int | None = DEFAULT_CROP, size: int = IMAGE_SIZE) -> np.ndarray:
-    """Encoded image bytes -> uint8 (3, size, size): centre crop, LANCZOS resize, RGB."""
+def decode_image(data: bytes, crop: int | str | None = DEFAULT_CROP, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Encoded image bytes -> uint8 (3, size, size): centre crop, LANCZOS resize, RGB.
+
+    ``crop``: a side in pixels, ``"square"`` for the largest centred square, or None for none.
+    """
     with Image.open(io.BytesIO(data)) as im:
         im.load()  # raises on truncated files
         if im.mode != "RGB":
             im = im.convert("RGB")
+        if crop == SQUARE:
+            crop = min(im.size)
         if crop is not None:
             w, h = im.size
             if crop > w or crop > h:
@@ -38,6 +44,22 @@ def decode_image(data: bytes, crop: int | None = DEFAULT_CROP, size: int = IMAGE
             im = im.crop((left, top, left + crop, top + crop))
         im = im.resize((size, size), Image.Resampling.LANCZOS)
         return np.ascontiguousarray(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1))
+
+
+def load_image(path, crop: int | str | None = SQUARE, size: int = IMAGE_SIZE) -> np.ndarray:
+    """One image file -> uint8 (3, size, size), preprocessed as the datasets are (default: the
+    largest centred square). Raises UserError naming the file when it cannot be read or decoded."""
+    try:
+        with open(os.path.expanduser(str(path)), "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise UserError(f"cannot read the image {path} ({e.strerror or e}).") from None
+    try:
+        return decode_image(data, crop, size)
+    except Image.UnidentifiedImageError:
+        raise UserError(f"cannot decode the image {path}: it is not an image file PIL can read.") from None
+    except Exception as e:  # PIL raises many kinds
+        raise UserError(f"cannot decode the image {path} ({type(e).__name__}: {e}).") from None
 
 
 _OPEN_ZIPS: dict[str, zipfile.ZipFile] = {}

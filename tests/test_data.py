@@ -516,7 +516,7 @@ def test_data_arguments_and_options(celeba, tmp_path):
     parser = argparse.ArgumentParser()
     cli.add_data_arguments(parser)
     args = parser.parse_args([])
-    assert (args.dataset, args.data_dir, args.crop, args.cache_dir, args.limit) == ("shapes", None, 148, None, None)
+    assert (args.dataset, args.data_dir, args.crop, args.cache_dir, args.limit) == ("shapes", None, "auto", None, None)
     assert parser.parse_args(["--crop", "none"]).crop is None
     assert parser.parse_args(["--crop", "None"]).crop is None
     assert parser.parse_args(["--crop", "128"]).crop == 128
@@ -531,7 +531,8 @@ def test_data_arguments_and_options(celeba, tmp_path):
     cli.add_data_arguments(celeba_parser, default_dataset="celeba")
     args = celeba_parser.parse_args(["--data-dir", celeba, "--cache-dir", str(tmp_path), "--crop", "none", "--limit", "3"])
     options = cli.data_options(args)
-    assert options == {"dataset": "celeba", "data_dir": celeba, "crop": None, "cache_dir": str(tmp_path), "limit": 3}
+    assert options == {"dataset": "celeba", "data_dir": celeba, "crop": None, "cache_dir": str(tmp_path), "limit": 3,
+                       "split_file": None}
     assert json.loads(json.dumps(options)) == options
     images = imagedata.load_from_options(options, "test", num_workers=1, progress=False)
     np.testing.assert_array_equal(images, load(celeba, "test", tmp_path / "x", crop=None, limit=3))

@@ -24,7 +24,7 @@ PRESETS = {
     "shapes": {"epochs": 3, "batch_size": 32, "limit": 10240, "val_images": 512, "lr": 3e-4},
 }
 MODEL_FIELDS = ("in_channels", "channels", "latent_dim", "image_size")
-DATA_FIELDS = ("dataset", "data_dir", "crop", "cache_dir", "limit")
+DATA_FIELDS = ("dataset", "data_dir", "crop", "cache_dir", "limit", "split_file")
 # what a resumed run may change; everything else is the checkpoint's
 RESUME_FIELDS = ("epochs", "compute_dtype", "log_every")  # and max_steps, which is per invocation
 
@@ -34,9 +34,10 @@ class TrainConfig:
     # data
     dataset: str = "celeba"
     data_dir: str | None = None
-    crop: int | None = DEFAULT_CROP
+    crop: int | str | None = DEFAULT_CROP  # "square": the largest centred square (--dataset folder)
     cache_dir: str | None = None
     limit: int | None = None
+    split_file: str | None = None  # --dataset folder only
     # model
     in_channels: int = DEFAULT_ARCHITECTURE["in_channels"]
     channels: tuple = DEFAULT_ARCHITECTURE["channels"]

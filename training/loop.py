@@ -44,6 +44,7 @@ class Run:
     batch_sharding: object
     wall_before: float     # seconds trained before this process
     started: float
+    monitor: object = None  # training/monitor.py: sample grids, TensorBoard
 
     def elapsed(self) -> float:
         return self.wall_before + time.perf_counter() - self.started
@@ -52,12 +53,14 @@ class Run:
         return {"epoch": self.epoch, "batch": self.batch, "step": self.step, "wall_time": self.elapsed()}
 
 
-def train(config: TrainConfig, *, weights_dir="weights", resume=False, keep=None, progress=True, log=print) -> dict:
+def train(config: TrainConfig, *, weights_dir="weights", resume=False, keep=None, progress=True, log=print,
+          monitor=None) -> dict:
     """Run (or resume) training as ``config`` says. Returns a summary dict.
 
     Raises UserError with a one-sentence message when the run cannot start or go on.
     """
     run = start(config, Path(weights_dir), resume, progress, log)
+    run.monitor = monitor  # training/monitor.py: train.py's writes a grid of samples after every epoch
     stop = []  # Ctrl-C finishes the current step, then a checkpoint is written
     previous_handler = signal.signal(signal.SIGINT, lambda *_: stop.append(True))
     last_saved = None
@@ -71,6 +74,8 @@ def train(config: TrainConfig, *, weights_dir="weights", resume=False, keep=None
                 break
     finally:
         signal.signal(signal.SIGINT, previous_handler)
+        if run.monitor is not None:
+            run.monitor.close()
     interrupted = bool(stop) and 0 < run.batch < run.steps_per_epoch
     if interrupted:  # keep what was learnt so far, resumable from this batch
         last_saved = run.weights_dir / checkpoints.INTERRUPTED
@@ -87,7 +92,7 @@ def start(config: TrainConfig, weights_dir: Path, resume: bool, progress: bool, 
         folder = checkpoints.find_resume_point(weights_dir)
         config = config.resumed_from(checkpoints.saved_config(folder), folder)
     batch_sharding, replicated = device_layout(config.batch_size)
-    data = {k: getattr(config, k) for k in ("data_dir", "crop", "cache_dir", "limit")}
+    data = {k: getattr(config, k) for k in ("data_dir", "crop", "cache_dir", "limit", "split_file")}
     train_images = imagedata.load_split(config.dataset, "train", progress=progress, **data)
     val_images = None
     if config.val_images:
@@ -140,6 +145,8 @@ def train_epoch(run: Run, stop: list, progress: bool) -> np.ndarray:
         end = run.batch == run.steps_per_epoch or run.step >= run.total_steps
         if len(pending) >= max(1, cfg.log_every) or end or stop:
             sums += record_steps(run, pending, time.perf_counter() - window_start, bar)
+            if run.monitor is not None:
+                run.monitor.on_steps(run, len(pending))
             pending, window_start = [], time.perf_counter()
         if end or stop:
             break
@@ -184,6 +191,8 @@ def end_epoch(run: Run, sums, keep, log) -> Path:
         val = loss_on(run.state.params, run.val_images, run.config.beta)
         record.update(val_loss=val["loss"], val_recon=val["recon"], val_kl=val["kl"])
     run.history["epochs"].append(record)
+    if run.monitor is not None:
+        run.monitor.on_epoch(run, record)
     folder = checkpoints.epoch_folder(run.weights_dir, run.epoch + 1)
     if not partial:
         run.epoch, run.batch = run.epoch + 1, 0
