@@ -319,7 +319,7 @@ def test_missing_dataset_says_what_to_download(tmp_path, monkeypatch):
         msg = str(e.value)
         assert one_sentence(msg), msg
         for needle in ("img_align_celeba.zip", "list_eval_partition.txt", "Align&Cropped Images",
-                       "--dataset shapes", "--data-dir", str(where)):
+                       "--dataset faces", "--data-dir", str(where)):
             assert needle in msg, needle
     # The default folder is ./data/celeba unless $BVAEX_DATA_DIR says otherwise.
     monkeypatch.chdir(tmp_path)
@@ -516,7 +516,7 @@ def test_data_arguments_and_options(celeba, tmp_path):
     parser = argparse.ArgumentParser()
     cli.add_data_arguments(parser)
     args = parser.parse_args([])
-    assert (args.dataset, args.data_dir, args.crop, args.cache_dir, args.limit) == ("shapes", None, "auto", None, None)
+    assert (args.dataset, args.data_dir, args.crop, args.cache_dir, args.limit) == ("faces", None, "auto", None, None)
     assert parser.parse_args(["--crop", "none"]).crop is None
     assert parser.parse_args(["--crop", "None"]).crop is None
     assert parser.parse_args(["--crop", "128"]).crop == 128
