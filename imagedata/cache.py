@@ -7,6 +7,7 @@ counted and named in the manifest.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -21,6 +22,39 @@ from . import decoding
 
 DEFAULT_CACHE_DIR = "cache"
 CACHE_FORMAT_VERSION = 1
+
+def fingerprint(entries, partition=None) -> str:
+    """A short digest of a dataset's sources, cheap enough to take at every load.
+
+    ``entries``: (name, size, mtime_ns) of every image file (or of one zip file); ``partition``:
+    the split file, hashed by content. A file added, removed, rewritten or moved between splits
+    changes the digest, so the cache built from the old sources is never served for the new ones.
+    """
+    digest = hashlib.sha256()
+    for name, size, mtime_ns in sorted(entries):
+        digest.update(f"{name}\0{size}\0{mtime_ns}\n".encode())
+    if partition is not None:
+        try:
+            with open(partition, "rb") as f:
+                digest.update(hashlib.sha256(f.read()).digest())
+        except OSError as e:
+            raise UserError(f"cannot read the partition file {partition} ({e.strerror or e}).") from None
+    return digest.hexdigest()[:32]
+
+
+def file_entries(folder, match) -> list[tuple[str, int, int]]:
+    """(name, size, mtime_ns) of the files in ``folder`` whose names ``match``: one scandir pass."""
+    entries = []
+    try:
+        with os.scandir(folder) as it:
+            for entry in it:
+                if match(entry.name):
+                    st = entry.stat()
+                    entries.append((entry.name, st.st_size, st.st_mtime_ns))
+    except OSError as e:
+        raise UserError(f"cannot read the folder {folder} ({e.strerror or e}).") from None
+    return entries
+
 
 def cache_paths(stem: str, cache_dir=None) -> tuple[str, str]:
     """(array .npy path, manifest .json path) of the cache named ``stem`` in ``cache_dir``."""
@@ -47,7 +81,8 @@ def load_or_build(key: dict, stem: str, list_members, *, kind: str, path: str, c
             if arr is not None:
                 return arr, {"cache": npy_path, "built": False, "skipped": manifest.get("num_skipped", 0)}
         else:
-            what = ", ".join(f"{k}: {manifest.get(k)!r} -> {key[k]!r}" for k in changed)
+            what = ", ".join("its source files changed" if k == "fingerprint" else
+                             f"{k}: {manifest.get(k)!r} -> {key[k]!r}" for k in changed)
             print(f"note: the cache {npy_path} was built from something else ({what}); rebuilding it.", file=sys.stderr)
     members = list_members()
     if num_workers is None:  # a process pool pays off only beyond a few hundred images
