@@ -6,6 +6,7 @@ into one sentence on stderr and exit code ``EXIT_USER_ERROR`` instead of a trace
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 from dataclasses import dataclass
@@ -43,6 +44,31 @@ def int_at_least(minimum: int):
 
 positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
+
+
+def finite_float(low: float, *, low_open=False, high: float | None = None):
+    """An argparse ``type`` for finite numbers >= ``low`` (> with ``low_open``) and < ``high``."""
+    if high is not None:
+        wanted = f"a number in [{low:g}, {high:g})"
+    else:
+        wanted = f"a finite number {'>' if low_open else '>='} {low:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        ok = math.isfinite(value) and (value > low if low_open else value >= low)
+        if not ok or (high is not None and value >= high):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, not {text!r}")
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+non_negative_float = finite_float(0.0)
+positive_float = finite_float(0.0, low_open=True)
+unit_interval = finite_float(0.0, high=1.0)  # Adam's betas: [0, 1)
 
 
 def crop_type(text):
