@@ -129,12 +129,17 @@ def add_out_argument(parser) -> None:
                         help=f"folder the results are written to (default: {DEFAULT_OUT_DIR})")
 
 
+# what a checkpoint's recorded data options may choose: not where caches are written (a
+# checkpoint from elsewhere must not make a script write into a folder it names)
+RECORDED_DATA_FLAGS = ("dataset", "data_dir", "crop", "limit")
+
+
 def data_options(args, recorded=None) -> dict:
-    """The data options: the recorded ones (a checkpoint's), overridden by the flags given."""
+    """The data options: the recorded ones (a checkpoint's, all but ``cache_dir``), overridden by the flags given."""
     options = {"dataset": DEFAULT_DATASET, "data_dir": None, "crop": imagedata.DEFAULT_CROP,
                "cache_dir": None, "limit": None}
     if isinstance(recorded, dict):
-        options.update({k: v for k, v in recorded.items() if k in DATA_FLAGS})
+        options.update({k: v for k, v in recorded.items() if k in RECORDED_DATA_FLAGS})
     options.update({k: getattr(args, k) for k in DATA_FLAGS if hasattr(args, k)})
     for key in ("data_dir", "cache_dir"):
         options[key] = None if options[key] is None else str(options[key])

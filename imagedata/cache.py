@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 
@@ -139,6 +140,32 @@ def _remove(path: str) -> None:
         pass
 
 
+def remove_stale_temporaries(npy_path: str) -> None:
+    """Delete ``<npy>.<pid>.tmp`` files that builds killed midway left, unless their process still runs."""
+    folder, base = os.path.split(npy_path)
+    pattern = re.compile(re.escape(base) + r"\.(\d+)\.(compact\.)?tmp$")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        match = pattern.match(name)
+        if match and not _alive(int(match.group(1))):
+            _remove(os.path.join(folder, name))
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process
+    return True
+
+
 def _build_cache(
     kind: str,
     path: str,
@@ -162,6 +189,7 @@ def _build_cache(
     except OSError as e:
         raise UserError(f"cannot create the cache folder {folder} ({e.strerror or e}); choose another with --cache-dir.") from None
     _remove(json_path)  # an old manifest must never describe the new file
+    remove_stale_temporaries(npy_path)
     chunk = max(1, min(256, -(-n // (4 * max(1, num_workers)))))
     tasks = [(kind, path, members[i:i + chunk], crop, size) for i in range(0, n, chunk)]
     tmp = f"{npy_path}.{os.getpid()}.tmp"

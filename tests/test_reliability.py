@@ -339,3 +339,39 @@ def test_resume_from_picks_another_checkpoint(one_epoch, tmp_path, capsys):
     assert "--resume-from" in error_line(capsys)
     assert main(w, "--epochs", "2", "--resume-from", str(w / "epoch_1")) == 0
     assert rundir.complete(w / "epoch_2") and checkpoints.load_state(w / "epoch_2", checkpoints.saved_config(w / "epoch_2"))
+
+
+# --------------------------------------------------------------------------- 7. and 9. caches
+
+def test_a_killed_cache_build_leaves_nothing_for_the_next(celeba_copy, tmp_path):
+    from imagedata import celeba as celeba_source
+    npy_path, _ = celeba_source.cache_paths("train", cache_dir=str(tmp_path / "cache"))
+    os.makedirs(os.path.dirname(npy_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale = [f"{npy_path}.{dead}.tmp", f"{npy_path}.{dead}.compact.tmp"]
+    for path in stale:
+        Path(path).write_bytes(b"x" * 1000)
+    load_train(celeba_copy, tmp_path / "cache")
+    assert not any(os.path.exists(p) for p in stale)
+
+
+def test_a_full_disk_during_a_cache_build_is_one_sentence(celeba_copy, tmp_path, monkeypatch):
+    from imagedata import cache
+
+    def full(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(cache.np.lib.format, "open_memmap", full)
+    with pytest.raises(UserError, match="No space left on device") as err:
+        load_train(celeba_copy, tmp_path / "cache")
+    assert str(err.value).count(". ") == 0 and not list((tmp_path / "cache").iterdir())
+
+
+def test_a_checkpoint_does_not_choose_where_scripts_write_caches():
+    import cli
+    import evaluate
+    recorded = {"dataset": "celeba", "data_dir": "/x", "crop": 100, "cache_dir": "/somewhere/else", "limit": 50}
+    parser = evaluate.build_parser()
+    assert cli.data_options(parser.parse_args([]), recorded)["cache_dir"] is None
+    assert cli.data_options(parser.parse_args([]), recorded)["data_dir"] == "/x"
+    assert cli.data_options(parser.parse_args(["--cache-dir", "/mine"]), recorded)["cache_dir"] == "/mine"
