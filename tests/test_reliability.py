@@ -375,3 +375,15 @@ def test_a_checkpoint_does_not_choose_where_scripts_write_caches():
     assert cli.data_options(parser.parse_args([]), recorded)["cache_dir"] is None
     assert cli.data_options(parser.parse_args([]), recorded)["data_dir"] == "/x"
     assert cli.data_options(parser.parse_args(["--cache-dir", "/mine"]), recorded)["cache_dir"] == "/mine"
+
+
+def test_a_weights_folder_that_cannot_be_made_is_one_sentence(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert main(tmp_path / "file" / "w", "--epochs", "1") == EXIT_USER_ERROR
+    assert "--weights-dir" in error_line(capsys)
+
+
+def test_too_little_free_space_is_said_before_training(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(rundir.shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    assert main(tmp_path / "w", "--epochs", "1") == EXIT_USER_ERROR
+    assert "free" in error_line(capsys) and not (tmp_path / "w" / "epoch_1").exists()
