@@ -286,10 +286,11 @@ def test_an_unwritable_weights_folder_is_one_sentence(tmp_path, capsys):
         os.chmod(tmp_path / "ro", 0o755)
 
 
-def test_a_full_disk_during_a_save_is_one_sentence_and_leaves_no_temporaries(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("writer", ["write_json", "atomic_write"])
+def test_a_full_disk_during_a_save_is_one_sentence_and_leaves_no_temporaries(tmp_path, monkeypatch, capsys, writer):
     def full(*_args, **_kwargs):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(checkpoints, "write_json", full)
+    monkeypatch.setattr(checkpoints, writer, full)
     assert main(tmp_path / "w", "--epochs", "1") == EXIT_USER_ERROR
     assert "No space left" in error_line(capsys)
     assert not [p for p in (tmp_path / "w").iterdir() if p.name.startswith(".")]

@@ -142,5 +142,10 @@ def read_history(weights_dir, done: dict) -> dict:
 
 
 def write_history(weights_dir, history) -> None:
+    """``history.json`` written atomically; a storage error is one sentence."""
     text = json.dumps(history)
-    atomic_write(Path(weights_dir) / HISTORY_FILE, lambda f: f.write(text.encode()))
+    try:
+        atomic_write(Path(weights_dir) / HISTORY_FILE, lambda f: f.write(text.encode()))
+    except OSError as e:
+        raise UserError(f"cannot write {Path(weights_dir) / HISTORY_FILE} ({e.strerror or e}); free some space "
+                        f"or choose another --weights-dir, then continue with --resume.") from None
