@@ -6,6 +6,7 @@ into one sentence on stderr and exit code ``EXIT_USER_ERROR`` instead of a trace
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 from dataclasses import dataclass
@@ -43,6 +44,31 @@ def int_at_least(minimum: int):
 
 positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
+
+
+def finite_float(low: float, *, low_open=False, high: float | None = None):
+    """An argparse ``type`` for finite numbers >= ``low`` (> with ``low_open``) and < ``high``."""
+    if high is not None:
+        wanted = f"a number in [{low:g}, {high:g})"
+    else:
+        wanted = f"a finite number {'>' if low_open else '>='} {low:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        ok = math.isfinite(value) and (value > low if low_open else value >= low)
+        if not ok or (high is not None and value >= high):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, not {text!r}")
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+non_negative_float = finite_float(0.0)
+positive_float = finite_float(0.0, low_open=True)
+unit_interval = finite_float(0.0, high=1.0)  # Adam's betas: [0, 1)
 
 
 def crop_type(text):
@@ -109,12 +135,17 @@ def add_out_argument(parser) -> None:
                         help=f"folder the results are written to (default: {DEFAULT_OUT_DIR})")
 
 
+# what a checkpoint's recorded data options may choose: not where caches are written (a
+# checkpoint from elsewhere must not make a script write into a folder it names)
+RECORDED_DATA_FLAGS = ("dataset", "data_dir", "crop", "limit")
+
+
 def data_options(args, recorded=None) -> dict:
-    """The data options: the recorded ones (a checkpoint's), overridden by the flags given."""
+    """The data options: the recorded ones (a checkpoint's, all but ``cache_dir``), overridden by the flags given."""
     options = {"dataset": DEFAULT_DATASET, "data_dir": None, "crop": imagedata.AUTO_CROP,
                "cache_dir": None, "limit": None, "split_file": None}
     if isinstance(recorded, dict):
-        options.update({k: v for k, v in recorded.items() if k in DATA_FLAGS})
+        options.update({k: v for k, v in recorded.items() if k in RECORDED_DATA_FLAGS})
         if getattr(args, "dataset", None) == "folder" != options["dataset"]:  # one's own images: their defaults
             options.update(crop=imagedata.AUTO_CROP, data_dir=None, limit=None, split_file=None)
     options.update({k: getattr(args, k) for k in DATA_FLAGS if hasattr(args, k)})

@@ -6,6 +6,7 @@
     python train.py --resume                     # continue from the newest checkpoint in weights/
     python train.py --epochs 150 --resume        # extend a finished run
     python train.py --dataset folder --data-dir my_photos --epochs 20 --batch-size 64   # your own images
+    python train.py --overwrite                  # replace the run in weights/ by a new one
 
 Checkpoints go to ``weights/epoch_N/`` (``params.npz`` with the run's config, ``optimizer.npz``,
 ``trainer.json``); the history of every logged step and epoch to ``weights/history.json`` for
@@ -18,10 +19,11 @@ import sys
 import cli
 import imagedata
 from model.precision import COMPUTE_DTYPES
-from training import PRESETS, TrainConfig, platform, train
+from system.errors import UserError
+from training import PRESETS, TrainConfig, platform, signals, train
 from training.monitor import Monitor
 
-EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C
+EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C (SIGTERM: 143)
 
 # flags whose default depends on --dataset (training/config.py PRESETS)
 PRESET_HELP = "; ".join(f"{name}: {', '.join(f'{k} {v:g}' if isinstance(v, float) else f'{k} {v}' for k, v in p.items())}"
@@ -43,6 +45,10 @@ def build_parser():
     run.add_argument("--weights-dir", default=cli.DEFAULT_WEIGHTS_DIR,
                      help=f"folder of epoch_N/ checkpoints and history.json (default: {cli.DEFAULT_WEIGHTS_DIR})")
     run.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --weights-dir")
+    run.add_argument("--resume-from", metavar="PATH",
+                     help="continue from this checkpoint folder (an epoch_N/ or interrupted/), e.g. when the newest is corrupt")
+    run.add_argument("--overwrite", action="store_true",
+                     help="delete the run already in --weights-dir and start afresh (default: refuse to)")
     run.add_argument("--keep", type=cli.positive_int, help="keep only the newest N epoch checkpoints (default: all)")
     run.add_argument("--log-every", type=cli.positive_int,
                      help=f"steps between reading metrics back from the device (default: {seed.log_every})")
@@ -69,14 +75,14 @@ def build_parser():
     hp.add_argument("--latent-dim", type=cli.positive_int, help=f"size of the Gaussian latent (default: {seed.latent_dim})")
     hp.add_argument("--channels", type=cli.positive_int, nargs="+",
                     help=f"encoder conv widths, the decoder mirrors them (default: {' '.join(map(str, seed.channels))})")
-    hp.add_argument("--beta", type=float, help=f"weight β of the KL term (default: {seed.beta})")
-    hp.add_argument("--lr", type=float, help="AdamW learning rate α " + preset.format(seed.lr))
-    hp.add_argument("--beta1", dest="b1", type=float, help=f"AdamW β₁ (default: {seed.b1})")
-    hp.add_argument("--beta2", dest="b2", type=float, help=f"AdamW β₂ (default: {seed.b2})")
-    hp.add_argument("--adam-eps", dest="eps", type=float, help=f"AdamW ε (default: {seed.eps})")
-    hp.add_argument("--weight-decay", type=float, help=f"AdamW decoupled weight decay λ (default: {seed.weight_decay})")
-    hp.add_argument("--clip-norm", type=float, help="clip the gradient to this global L2 norm (default: no clipping)")
-    hp.add_argument("--clip-value", type=float, help="clip each gradient element to [−c, c] (the seed used 1.0; default: off)")
+    hp.add_argument("--beta", type=cli.non_negative_float, help=f"weight β of the KL term (default: {seed.beta})")
+    hp.add_argument("--lr", type=cli.positive_float, help="AdamW learning rate α " + preset.format(seed.lr))
+    hp.add_argument("--beta1", dest="b1", type=cli.unit_interval, help=f"AdamW β₁ (default: {seed.b1})")
+    hp.add_argument("--beta2", dest="b2", type=cli.unit_interval, help=f"AdamW β₂ (default: {seed.b2})")
+    hp.add_argument("--adam-eps", dest="eps", type=cli.positive_float, help=f"AdamW ε (default: {seed.eps})")
+    hp.add_argument("--weight-decay", type=cli.non_negative_float, help=f"AdamW decoupled weight decay λ (default: {seed.weight_decay})")
+    hp.add_argument("--clip-norm", type=cli.positive_float, help="clip the gradient to this global L2 norm (default: no clipping)")
+    hp.add_argument("--clip-value", type=cli.positive_float, help="clip each gradient element to [−c, c] (the seed used 1.0; default: off)")
     hp.add_argument("--compute-dtype", choices=COMPUTE_DTYPES,
                     help="dtype of the forward and backward pass; the weights and AdamW stay float32 (bfloat16 pays "
                          "on GPUs, not on CPUs; default: float32, the checkpoint's for --resume)")
@@ -100,13 +106,15 @@ def _run(argv):
     platform.select(args.device)
     if args.distributed:
         platform.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    if args.overwrite and (args.resume or args.resume_from):
+        raise UserError("--overwrite starts afresh and --resume continues; give one of them.")
     config = config_from_args(args)
     print(platform.describe())
     platform.warn_if_long(config)
     monitor = Monitor(samples=not args.no_samples, sample_every=args.sample_every, tensorboard=args.tensorboard)
-    summary = train(config, weights_dir=args.weights_dir, resume=args.resume, keep=args.keep,
-                    progress=not args.no_progress, monitor=monitor)
-    return EXIT_INTERRUPTED if summary["interrupted"] else 0
+    summary = train(config, weights_dir=args.weights_dir, resume=args.resume, resume_from=args.resume_from,
+                    overwrite=args.overwrite, keep=args.keep, progress=not args.no_progress, monitor=monitor)
+    return signals.exit_code(summary["signal"]) if summary["interrupted"] else 0
 
 
 def main(argv=None) -> int:

@@ -7,8 +7,10 @@ counted and named in the manifest.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import sys
 import time
 
@@ -21,6 +23,39 @@ from . import decoding
 
 DEFAULT_CACHE_DIR = "cache"
 CACHE_FORMAT_VERSION = 1
+
+def fingerprint(entries, partition=None) -> str:
+    """A short digest of a dataset's sources, cheap enough to take at every load.
+
+    ``entries``: (name, size, mtime_ns) of every image file (or of one zip file); ``partition``:
+    the split file, hashed by content. A file added, removed, rewritten or moved between splits
+    changes the digest, so the cache built from the old sources is never served for the new ones.
+    """
+    digest = hashlib.sha256()
+    for name, size, mtime_ns in sorted(entries):
+        digest.update(f"{name}\0{size}\0{mtime_ns}\n".encode())
+    if partition is not None:
+        try:
+            with open(partition, "rb") as f:
+                digest.update(hashlib.sha256(f.read()).digest())
+        except OSError as e:
+            raise UserError(f"cannot read the partition file {partition} ({e.strerror or e}).") from None
+    return digest.hexdigest()[:32]
+
+
+def file_entries(folder, match) -> list[tuple[str, int, int]]:
+    """(name, size, mtime_ns) of the files in ``folder`` whose names ``match``: one scandir pass."""
+    entries = []
+    try:
+        with os.scandir(folder) as it:
+            for entry in it:
+                if match(entry.name):
+                    st = entry.stat()
+                    entries.append((entry.name, st.st_size, st.st_mtime_ns))
+    except OSError as e:
+        raise UserError(f"cannot read the folder {folder} ({e.strerror or e}).") from None
+    return entries
+
 
 def cache_paths(stem: str, cache_dir=None) -> tuple[str, str]:
     """(array .npy path, manifest .json path) of the cache named ``stem`` in ``cache_dir``."""
@@ -47,7 +82,8 @@ def load_or_build(key: dict, stem: str, list_members, *, kind: str, path: str, c
             if arr is not None:
                 return arr, {"cache": npy_path, "built": False, "skipped": manifest.get("num_skipped", 0)}
         else:
-            what = ", ".join(f"{k}: {manifest.get(k)!r} -> {key[k]!r}" for k in changed)
+            what = ", ".join("its source files changed" if k == "fingerprint" else
+                             f"{k}: {manifest.get(k)!r} -> {key[k]!r}" for k in changed)
             print(f"note: the cache {npy_path} was built from something else ({what}); rebuilding it.", file=sys.stderr)
     members = list_members()
     if num_workers is None:  # a process pool pays off only beyond a few hundred images
@@ -104,6 +140,32 @@ def _remove(path: str) -> None:
         pass
 
 
+def remove_stale_temporaries(npy_path: str) -> None:
+    """Delete ``<npy>.<pid>.tmp`` files that builds killed midway left, unless their process still runs."""
+    folder, base = os.path.split(npy_path)
+    pattern = re.compile(re.escape(base) + r"\.(\d+)\.(compact\.)?tmp$")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        match = pattern.match(name)
+        if match and not _alive(int(match.group(1))):
+            _remove(os.path.join(folder, name))
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process
+    return True
+
+
 def _build_cache(
     kind: str,
     path: str,
@@ -127,6 +189,7 @@ def _build_cache(
     except OSError as e:
         raise UserError(f"cannot create the cache folder {folder} ({e.strerror or e}); choose another with --cache-dir.") from None
     _remove(json_path)  # an old manifest must never describe the new file
+    remove_stale_temporaries(npy_path)
     chunk = max(1, min(256, -(-n // (4 * max(1, num_workers)))))
     tasks = [(kind, path, members[i:i + chunk], crop, size) for i in range(0, n, chunk)]
     tmp = f"{npy_path}.{os.getpid()}.tmp"

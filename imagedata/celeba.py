@@ -263,6 +263,19 @@ def split_members(source: Source, split: str, limit: int | None = None) -> list[
     return [(n, images[n]) for n in names]
 
 
+def source_fingerprint(source: Source) -> str:
+    """``cache.fingerprint`` of the image files (a zip: its size and time) and the partition file."""
+    if source.kind == "zip":
+        try:
+            st = os.stat(source.path)
+        except OSError as e:
+            raise UserError(f"cannot read the zip file {source.path} ({e.strerror or e}).") from None
+        entries = [(os.path.basename(source.path), st.st_size, st.st_mtime_ns)]
+    else:
+        entries = cache.file_entries(source.path, _IMAGE_NAME.match)
+    return cache.fingerprint(entries, source.partition)
+
+
 def cache_stem(split, crop, image_size, limit) -> str:
     """The file name (without extension) of one split's cache: options that change the pixels are in it."""
     crop_tag = "nocrop" if crop is None else f"crop{crop}"
@@ -283,7 +296,8 @@ def load(split, *, data_dir=None, crop=decoding.DEFAULT_CROP, image_size=decodin
     source = find_source(data_dir)
     _note_official_ranges(source)
     key = {"dataset": "celeba", "split": split, "source": source.path, "layout": source.layout,
-           "partition": source.partition or "official index ranges", "limit": limit}
+           "partition": source.partition or "official index ranges", "limit": limit,
+           "fingerprint": source_fingerprint(source)}
     return cache.load_or_build(key, cache_stem(split, crop, image_size, limit), lambda: split_members(source, split, limit), kind=source.kind,
                                path=source.path, crop=crop, size=image_size, cache_dir=cache_dir,
                                num_workers=num_workers, progress=progress)

@@ -44,7 +44,12 @@ def load_params(path, architecture=None):
             arrays = {name: data[name] for name in data.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         raise UserError(f"{path} is not a readable parameter file ({err}); retrain or pick another checkpoint.") from None
-    config = json.loads(str(arrays.pop(CONFIG_KEY))) if CONFIG_KEY in arrays else {}
+    try:
+        config = json.loads(str(arrays.pop(CONFIG_KEY))) if CONFIG_KEY in arrays else {}
+    except ValueError as err:
+        raise UserError(f"the config stored in {path} is not JSON ({err}); retrain or pick another checkpoint.") from None
+    if not isinstance(config, dict):
+        raise UserError(f"the config stored in {path} is not a JSON object; retrain or pick another checkpoint.")
     arch = dict(DEFAULT_ARCHITECTURE, **(architecture or config.get("model") or {}))
     arch["channels"] = tuple(arch["channels"])
     for name, shape in expected_shapes(arch).items():

@@ -25,8 +25,10 @@ PRESETS = {
 }
 MODEL_FIELDS = ("in_channels", "channels", "latent_dim", "image_size")
 DATA_FIELDS = ("dataset", "data_dir", "crop", "cache_dir", "limit", "split_file")
-# what a resumed run may change; everything else is the checkpoint's
-RESUME_FIELDS = ("epochs", "compute_dtype", "log_every")  # and max_steps, which is per invocation
+# the optimiser's settings: a resumed run may change them (the history records the change)
+OPTIMIZER_FIELDS = ("lr", "b1", "b2", "eps", "weight_decay", "clip_norm", "clip_value")
+# what a resumed run may change; asking for another value of anything else is refused
+RESUME_FIELDS = ("epochs", "compute_dtype", "log_every") + OPTIMIZER_FIELDS  # and max_steps (per invocation)
 
 
 @dataclass(frozen=True)
@@ -105,13 +107,24 @@ class TrainConfig:
         return cls(**flat)
 
     def resumed_from(self, saved: "TrainConfig", where) -> "TrainConfig":
-        """``saved`` (a checkpoint's config) with what this request may change on resume.
+        """``saved`` (a checkpoint's config) with what this request may change on resume: the
+        ``RESUME_FIELDS`` and where the data lives (``data_dir``, ``cache_dir``).
 
-        Raises UserError when an explicit model flag asks for another architecture.
+        Raises UserError when an explicit flag asks for another architecture, β, batch size, seed
+        or validation size, which a resumed run cannot change.
         """
         for name in MODEL_FIELDS:
             if name in self.explicit and getattr(self, name) != getattr(saved, name):
                 raise UserError(f"The checkpoint in {where} is of another architecture ({saved.architecture()}); "
                                 f"resume with the same --channels/--latent-dim or use another --weights-dir.")
-        changes = {name: getattr(self, name) for name in RESUME_FIELDS if name in self.explicit}
+        free = RESUME_FIELDS + DATA_FIELDS + ("max_steps",)  # the data's identity is the checkpoint's
+        fixed = [name for name in sorted(self.explicit) if name not in free
+                 and getattr(self, name) != getattr(saved, name)]
+        if fixed:
+            flags = ", ".join("--" + name.replace("_", "-") for name in fixed)
+            raise UserError(f"{flags} cannot change when resuming (the checkpoint in {where} has "
+                            f"{', '.join(f'{n} {getattr(saved, n)}' for n in fixed)}); drop the flag or start "
+                            f"a new run in another --weights-dir.")
+        moved = {name: getattr(self, name) for name in ("data_dir", "cache_dir") if name in self.explicit}
+        changes = {name: getattr(self, name) for name in RESUME_FIELDS if name in self.explicit} | moved
         return replace(saved, max_steps=self.max_steps, **changes)

@@ -1,7 +1,7 @@
 """The training loop: start or resume a run, train epoch by epoch, checkpoint after each.
 
 Every step is one call of the compiled ``model.train_step``; metrics are read back from the
-device once per ``log_every`` steps. Ctrl-C finishes the current step and saves a resumable
+device once per ``log_every`` steps. Ctrl-C or SIGTERM finishes the current step and saves a resumable
 checkpoint; a NaN loss stops the run naming the step.
 """
 from __future__ import annotations
@@ -22,8 +22,8 @@ from imagedata.batches import iterate_batches, num_batches, to_device
 from model import init_params, init_state, train_step
 from system.errors import UserError
 
-from . import checkpoints
-from .config import TrainConfig
+from . import checkpoints, rundir, signals
+from .config import OPTIMIZER_FIELDS, TrainConfig
 from .devices import device_layout, place_batch
 
 
@@ -45,6 +45,7 @@ class Run:
     wall_before: float     # seconds trained before this process
     started: float
     monitor: object = None  # training/monitor.py: sample grids, TensorBoard
+    progress_bars: bool = True
 
     def elapsed(self) -> float:
         return self.wall_before + time.perf_counter() - self.started
@@ -53,44 +54,67 @@ class Run:
         return {"epoch": self.epoch, "batch": self.batch, "step": self.step, "wall_time": self.elapsed()}
 
 
-def train(config: TrainConfig, *, weights_dir="weights", resume=False, keep=None, progress=True, log=print,
-          monitor=None) -> dict:
+def train(config: TrainConfig, *, weights_dir="weights", resume=False, resume_from=None, overwrite=False,
+          keep=None, progress=True, log=print, monitor=None) -> dict:
     """Run (or resume) training as ``config`` says. Returns a summary dict.
 
-    Raises UserError with a one-sentence message when the run cannot start or go on.
+    The weights folder is locked for the run (``rundir.claim``). SIGINT and SIGTERM finish the
+    current step and save; ``summary["signal"]`` is then the signal's number. Raises UserError
+    with a one-sentence message when the run cannot start or go on.
     """
-    run = start(config, Path(weights_dir), resume, progress, log)
-    run.monitor = monitor  # training/monitor.py: train.py's writes a grid of samples after every epoch
-    stop = []  # Ctrl-C finishes the current step, then a checkpoint is written
-    previous_handler = signal.signal(signal.SIGINT, lambda *_: stop.append(True))
-    last_saved = None
+    weights_dir = Path(weights_dir)
+    resume = resume or resume_from is not None
+    lock = rundir.claim(weights_dir, resume=resume, overwrite=overwrite)
     try:
-        while run.epoch < run.config.epochs and run.step < run.total_steps and not stop:
-            sums = train_epoch(run, stop, progress)
-            if stop and run.batch < run.steps_per_epoch:
-                break  # interrupted inside the epoch: saved below
-            last_saved = end_epoch(run, sums, keep, log)
-            if run.batch:  # --max-steps ended the run inside this epoch
-                break
+        run = start(config, weights_dir, resume, resume_from, progress, log)
+        run.monitor = monitor  # training/monitor.py: sample grids, TensorBoard
+        with signals.recorded() as stop:
+            last_saved = train_epochs(run, stop, keep, log)
+            if stop and 0 < run.batch < run.steps_per_epoch:  # keep what was learnt, resumable from this batch
+                last_saved = save(run, run.weights_dir / checkpoints.INTERRUPTED)
     finally:
-        signal.signal(signal.SIGINT, previous_handler)
-        if run.monitor is not None:
-            run.monitor.close()
-    interrupted = bool(stop) and 0 < run.batch < run.steps_per_epoch
-    if interrupted:  # keep what was learnt so far, resumable from this batch
-        last_saved = run.weights_dir / checkpoints.INTERRUPTED
-        checkpoints.save_checkpoint(last_saved, run.state, run.config, run.progress())
-        checkpoints.write_history(run.weights_dir, run.history)
-        log(f"Interrupted at step {run.step}; saved {last_saved} (continue with --resume).")
+        lock.release()
+        if monitor is not None:
+            monitor.close()
+    if stop:
+        saved = f"saved {last_saved} (continue with --resume)" if last_saved else "nothing new to save"
+        log(f"Stopped by {signal.Signals(stop[0]).name} at step {run.step}; {saved}.")
     return {"step": run.step, "epoch": run.epoch, "checkpoint": str(last_saved) if last_saved else None,
-            "history": run.history, "state": run.state, "interrupted": interrupted}
+            "history": run.history, "state": run.state, "interrupted": bool(stop),
+            "signal": stop[0] if stop else None}
 
 
-def start(config: TrainConfig, weights_dir: Path, resume: bool, progress: bool, log) -> Run:
-    """A fresh run of ``config``, or the newest checkpoint's run in ``weights_dir`` (``resume``)."""
+def train_epochs(run: Run, stop: list, keep, log) -> Path | None:
+    """Train epoch after epoch until done, the step budget or a signal; returns the last checkpoint."""
+    last_saved = None
+    while run.epoch < run.config.epochs and run.step < run.total_steps and not stop:
+        sums = train_epoch(run, stop, progress=run.progress_bars)
+        if stop and run.batch < run.steps_per_epoch:
+            break  # interrupted inside the epoch: saved by the caller
+        last_saved = end_epoch(run, sums, keep, log)
+        if run.batch:  # --max-steps ended the run inside this epoch
+            break
+    return last_saved
+
+
+def save(run: Run, folder: Path) -> Path:
+    """Save the run's checkpoint into ``folder`` and its history; returns ``folder``."""
+    checkpoints.save_checkpoint(folder, run.state, run.config, run.progress())
+    checkpoints.write_history(run.weights_dir, run.history)
+    return folder
+
+
+def start(config: TrainConfig, weights_dir: Path, resume: bool, resume_from, progress: bool, log) -> Run:
+    """A fresh run of ``config``, or a checkpoint's run (``resume``): ``resume_from``, else the newest
+    in ``weights_dir``."""
     if resume:
-        folder = checkpoints.find_resume_point(weights_dir)
-        config = config.resumed_from(checkpoints.saved_config(folder), folder)
+        folder = Path(resume_from) if resume_from is not None else checkpoints.find_resume_point(weights_dir)
+        if not rundir.complete(folder):
+            raise UserError(f"{folder} is not a complete checkpoint folder (params.npz, optimizer.npz, trainer.json); "
+                            f"pick an epoch_N/ or interrupted/ folder of a run.")
+        saved = checkpoints.saved_config(folder)
+        config = config.resumed_from(saved, folder)
+        changed = {k: getattr(config, k) for k in OPTIMIZER_FIELDS if getattr(config, k) != getattr(saved, k)}
     batch_sharding, replicated = device_layout(config.batch_size)
     data = {k: getattr(config, k) for k in ("data_dir", "crop", "cache_dir", "limit", "split_file")}
     train_images = imagedata.load_split(config.dataset, "train", progress=progress, **data)
@@ -104,7 +128,10 @@ def start(config: TrainConfig, weights_dir: Path, resume: bool, progress: bool, 
     if resume:
         state, done = checkpoints.load_state(folder, config)
         history = checkpoints.read_history(weights_dir, done)
-        log(f"Resuming from {folder} at epoch {done['epoch']}, step {done['step']}.")
+        if changed:  # optimiser settings changed on resume: from this step on
+            history.setdefault("changes", []).append({"step": done["step"], **changed})
+        log(f"Resuming from {folder} at epoch {done['epoch']}, step {done['step']}"
+            + (f", with {', '.join(f'{k} {v}' for k, v in changed.items())}." if changed else "."))
     else:
         params = init_params(jax.random.PRNGKey(config.seed), **config.architecture())
         state = init_state(params, **config.hyperparams())
@@ -121,7 +148,7 @@ def start(config: TrainConfig, weights_dir: Path, resume: bool, progress: bool, 
         f"{jax.devices()[0].platform} device(s).")
     return Run(config, weights_dir, state, history, done["epoch"], done["batch"], done["step"], total_steps,
                steps_per_epoch, to_device(train_images, sharding=replicated), val_images, batch_sharding,
-               done.get("wall_time", 0.0), time.perf_counter())
+               done.get("wall_time", 0.0), time.perf_counter(), progress_bars=progress)
 
 
 def train_epoch(run: Run, stop: list, progress: bool) -> np.ndarray:
@@ -162,8 +189,10 @@ def record_steps(run: Run, pending: list, seconds: float, bar) -> np.ndarray:
     sums = np.zeros(4)
     for (step, _), m in zip(pending, fetched):
         if not all(math.isfinite(float(m[k])) for k in ("loss", "recon", "kl")):
-            raise UserError(f"The loss became {float(m['loss'])} at step {step}; stopping. The last good "
-                            f"checkpoint is kept; try a lower --lr or --clip-norm.")
+            latest = checkpoints.latest_saved(run.weights_dir)
+            kept = f"the last checkpoint, {latest}, is kept" if latest else "no checkpoint was saved before it"
+            raise UserError(f"The loss became {float(m['loss'])} at step {step}, so training stopped and {kept}; "
+                            f"try a lower --lr, a --clip-norm or a smaller --beta, or check the data.")
         run.history["steps"].append({"step": step, "epoch": run.epoch + 1, "loss": float(m["loss"]),
                                      "recon": float(m["recon"]), "kl": float(m["kl"]),
                                      "grad_norm": float(m["grad_norm"]), "lr": run.config.lr,
@@ -196,8 +225,7 @@ def end_epoch(run: Run, sums, keep, log) -> Path:
     folder = checkpoints.epoch_folder(run.weights_dir, run.epoch + 1)
     if not partial:
         run.epoch, run.batch = run.epoch + 1, 0
-    checkpoints.save_checkpoint(folder, run.state, run.config, run.progress())
-    checkpoints.write_history(run.weights_dir, run.history)
+    save(run, folder)
     shutil.rmtree(run.weights_dir / checkpoints.INTERRUPTED, ignore_errors=True)
     checkpoints.prune(run.weights_dir, keep)
     val_text = (f", val loss {record['val_loss']:.2f} (recon {record['val_recon']:.2f}, kl {record['val_kl']:.2f})"

@@ -1,0 +1,33 @@
+"""Ctrl-C (SIGINT) and stop requests (SIGTERM, as Kaggle, Colab, SLURM and docker send) recorded, not raised.
+
+Inside ``recorded()`` a signal only appends its number to a list the training loop polls, so a
+step or a checkpoint save is never cut in half and a second Ctrl-C cannot raise a traceback.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+
+HANDLED = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def recorded():
+    """Yield the list of signal numbers received while inside; restore the old handlers after."""
+    received: list[int] = []
+    previous = {}
+    for sig in HANDLED:
+        try:
+            previous[sig] = signal.signal(sig, lambda signum, _frame: received.append(signum))
+        except ValueError:  # not the main thread: signals stay as they were
+            pass
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def exit_code(signum: int) -> int:
+    """128 + the signal's number, as a shell reports a process the signal ended (130, 143)."""
+    return 128 + int(signum)
