@@ -64,6 +64,7 @@ def load_params(path, architecture=None):
 
 PARAMS_FILE = "params.npz"
 HISTORY_FILE = "history.json"  # beside the epoch_N/ folders of a run
+SAMPLES_DIR = "samples"  # the grids written while a run trains (training/monitor.py)
 EPOCH_PREFIX = "epoch_"
 
 

@@ -537,7 +537,7 @@ def test_data_arguments_and_options(celeba, tmp_path):
     images = imagedata.load_from_options(options, "test", num_workers=1, progress=False)
     np.testing.assert_array_equal(images, load(celeba, "test", tmp_path / "x", crop=None, limit=3))
 
-    shape_options = cli.data_options(parser.parse_args(["--limit", "10"]))
+    shape_options = cli.data_options(parser.parse_args(["--dataset", "shapes", "--limit", "10"]))
     sprites = imagedata.load_from_options(shape_options, "val")
     assert sprites.shape == (10, 3, 64, 64) and sprites.dtype == np.uint8
     np.testing.assert_array_equal(sprites, shapes.make_split("val", 10)[0])

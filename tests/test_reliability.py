@@ -132,7 +132,8 @@ def test_a_fresh_run_refuses_a_used_folder_and_overwrite_replaces_it(one_epoch, 
     assert all((before[k] == load_checkpoint(w / "epoch_1")[0][k]).all() for k in before)
     (w / "epoch_7").mkdir()  # the old run's files go first
     assert main(w, "--epochs", "1", "--seed", "1", "--overwrite") == 0
-    assert sorted(p.name for p in w.iterdir()) == ["epoch_1", "history.json"]
+    assert sorted(p.name for p in w.iterdir()) == ["epoch_1", "history.json", "samples"]
+    assert [p.name for p in (w / "samples").iterdir()] == ["epoch_001.png"]  # the old run's grids are gone
     assert any((before[k] != load_checkpoint(w / "epoch_1")[0][k]).any() for k in before)
 
 

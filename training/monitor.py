@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from model.checkpoint import SAMPLES_DIR
 from system.errors import UserError
 
-SAMPLES_DIR = "samples"
 NUM_IMAGES = 8  # validation images (and reconstructions) per grid, one row each
 NUM_SAMPLES = 16  # prior samples, two rows of 8
 TENSORBOARD_MISSING = ('--tensorboard needs the tensorboardX package; install it with '

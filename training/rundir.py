@@ -13,7 +13,7 @@ import shutil
 import socket
 from pathlib import Path
 
-from model.checkpoint import EPOCH_PREFIX, HISTORY_FILE, PARAMS_FILE
+from model.checkpoint import EPOCH_PREFIX, HISTORY_FILE, PARAMS_FILE, SAMPLES_DIR
 from system.errors import UserError
 
 LOCK_FILE = ".lock"
@@ -75,11 +75,11 @@ def _same_file(fd, path) -> bool:
 
 
 def run_files(folder: Path) -> list[Path]:
-    """The files and folders of a run in ``folder``: checkpoints, interrupted/, history."""
+    """The files and folders of a run in ``folder``: checkpoints, interrupted/, history, samples/."""
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir()
-                  if p.name in (HISTORY_FILE, "interrupted") or p.name.startswith(EPOCH_PREFIX)
+                  if p.name in (HISTORY_FILE, "interrupted", SAMPLES_DIR) or p.name.startswith(EPOCH_PREFIX)
                   or (p.name.startswith(".") and p.name.endswith((".tmp", ".old"))))
 
 
