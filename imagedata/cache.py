@@ -166,23 +166,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _build_cache(
-    kind: str,
-    path: str,
-    members: list[tuple[str, str]],
-    key: dict,
-    npy_path: str,
-    json_path: str,
-    *,
-    crop: int | None,
-    size: int,
-    num_workers: int,
-    progress: bool,
-) -> np.ndarray:
-    from tqdm import tqdm
-
+def _build_cache(kind: str, path: str, members: list[tuple[str, str]], key: dict, npy_path: str, json_path: str,
+                 *, crop, size: int, num_workers: int, progress: bool) -> np.ndarray:
+    """Decode ``members`` into ``npy_path`` (written whole, then renamed) and write its manifest."""
     start = time.perf_counter()
-    n = len(members)
     folder = os.path.dirname(npy_path)
     try:
         os.makedirs(folder, exist_ok=True)
@@ -190,61 +177,59 @@ def _build_cache(
         raise UserError(f"cannot create the cache folder {folder} ({e.strerror or e}); choose another with --cache-dir.") from None
     _remove(json_path)  # an old manifest must never describe the new file
     remove_stale_temporaries(npy_path)
-    chunk = max(1, min(256, -(-n // (4 * max(1, num_workers)))))
-    tasks = [(kind, path, members[i:i + chunk], crop, size) for i in range(0, n, chunk)]
     tmp = f"{npy_path}.{os.getpid()}.tmp"
-    tmp2 = f"{npy_path}.{os.getpid()}.compact.tmp"
-    skipped: list[tuple[str, str]] = []
     try:
-        try:
-            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, 3, size, size))
-            count = 0
-            with tqdm(total=n, unit="img", desc=f"decoding {key['dataset']} {key['split']}", disable=not progress,
-                      dynamic_ncols=True) as bar:
-                for images, bad, done in decoding.decode_all(tasks, num_workers):
-                    arr[count:count + len(images)] = images
-                    count += len(images)
-                    skipped.extend(bad)
-                    bar.update(done)
-            if count == 0:
-                first = f" (first error: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
-                raise UserError(f"none of the {n} {key['split']} images in {path} could be decoded{first}.")
-            if count < n:  # compact: the final file holds exactly the decoded images
-                final = np.lib.format.open_memmap(tmp2, mode="w+", dtype=np.uint8, shape=(count, 3, size, size))
-                for i in range(0, count, 4096):
-                    j = min(i + 4096, count)
-                    final[i:j] = arr[i:j]
-                final.flush()
-                del final
-                del arr
-                os.replace(tmp2, tmp)
-            else:
-                arr.flush()
-                del arr
-            os.replace(tmp, npy_path)
-        except OSError as e:
-            raise UserError(f"cannot write the cache file {npy_path} ({e.strerror or e}); free some space or choose another --cache-dir.") from None
+        count, skipped = _decode_into(tmp, kind, path, members, key, crop, size, num_workers, progress)
+        os.replace(tmp, npy_path)
+    except OSError as e:
+        raise UserError(f"cannot write the cache file {npy_path} ({e.strerror or e}); free some space or choose "
+                        f"another --cache-dir.") from None
     finally:
         _remove(tmp)
-        _remove(tmp2)
-    manifest = dict(key)
-    manifest.update(
-        count=count,
-        shape=[count, 3, size, size],
-        dtype="uint8",
-        num_listed=n,
-        num_skipped=len(skipped),
-        skipped=[{"name": name, "reason": reason} for name, reason in skipped],
-        build_seconds=round(time.perf_counter() - start, 3),
-        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    )
+    manifest = dict(key, count=count, shape=[count, 3, size, size], dtype="uint8", num_listed=len(members),
+                    num_skipped=len(skipped), skipped=[{"name": name, "reason": reason} for name, reason in skipped],
+                    build_seconds=round(time.perf_counter() - start, 3), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     write_json(json_path, manifest, indent=1)
     if skipped:
         shown = ", ".join(f"{name} ({reason})" for name, reason in skipped[:3])
         more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-        print(
-            f"skipped {len(skipped)} of {n} {key['split']} images that could not be decoded: {shown}{more}; "
-            f"all are listed in {json_path}",
-            file=sys.stderr,
-        )
+        print(f"skipped {len(skipped)} of {len(members)} {key['split']} images that could not be decoded: "
+              f"{shown}{more}; all are listed in {json_path}", file=sys.stderr)
     return _open_cached(npy_path, json_path, manifest, size)
+
+
+def _decode_into(tmp: str, kind, path, members, key, crop, size, num_workers, progress) -> tuple[int, list]:
+    """Decode ``members`` on ``num_workers`` processes into the .npy file ``tmp``, holding exactly the
+    images that decoded; returns (their count, [(name, reason)] of the skipped ones)."""
+    from tqdm import tqdm
+
+    n = len(members)
+    chunk = max(1, min(256, -(-n // (4 * max(1, num_workers)))))
+    tasks = [(kind, path, members[i:i + chunk], crop, size) for i in range(0, n, chunk)]
+    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, 3, size, size))
+    count, skipped = 0, []
+    with tqdm(total=n, unit="img", desc=f"decoding {key['dataset']} {key['split']}", disable=not progress,
+              dynamic_ncols=True) as bar:
+        for images, bad, done in decoding.decode_all(tasks, num_workers):
+            arr[count:count + len(images)] = images
+            count += len(images)
+            skipped.extend(bad)
+            bar.update(done)
+    if count == 0:
+        first = f" (first error: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+        raise UserError(f"none of the {n} {key['split']} images in {path} could be decoded{first}.")
+    if count < n:  # compact: the file holds exactly the decoded images
+        compact = tmp[:-len(".tmp")] + ".compact.tmp"  # <npy>.<pid>.compact.tmp
+        try:
+            final = np.lib.format.open_memmap(compact, mode="w+", dtype=np.uint8, shape=(count, 3, size, size))
+            for start in range(0, count, 4096):
+                final[start:start + 4096] = arr[start:min(start + 4096, count)]
+            final.flush()
+            del final
+            os.replace(compact, tmp)
+        finally:
+            _remove(compact)
+    else:
+        arr.flush()
+    del arr
+    return count, skipped
