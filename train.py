@@ -23,7 +23,6 @@ from system.errors import UserError
 from training import PRESETS, TrainConfig, platform, signals, train
 from training.monitor import Monitor
 
-EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C (SIGTERM: 143)
 
 # flags whose default depends on --dataset (training/config.py PRESETS)
 PRESET_HELP = "; ".join(f"{name}: {', '.join(f'{k} {v:g}' if isinstance(v, float) else f'{k} {v}' for k, v in p.items())}"

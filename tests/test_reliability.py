@@ -1,13 +1,22 @@
-"""Issue 15, "nothing lost, nothing stale": a changed dataset, a reused or shared weights folder,
-signals, kills inside a checkpoint save, bad flags, full or read-only disks and corrupt run files."""
+"""Nothing lost, nothing stale: a changed dataset, a reused or shared weights folder, signals,
+kills inside a checkpoint save, bad flags, full or read-only disks and corrupt run files."""
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 import imagedata
-from system.errors import UserError
+import train
+import training.loop
+from model import load_checkpoint
+from system.errors import EXIT_USER_ERROR, UserError
+from training import checkpoints, rundir
 
 from test_data import jpeg_bytes, name, write_images, write_partition_txt
 
@@ -83,19 +92,6 @@ def test_a_changed_zip_rebuilds_its_cache(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- 2.-8. training runs
-
-import signal
-import subprocess
-import sys
-from pathlib import Path
-
-import numpy as np
-
-import train
-import training.loop
-from model import load_checkpoint
-from system.errors import EXIT_USER_ERROR
-from training import checkpoints, rundir
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "shapes", "--limit", "128", "--batch-size", "32", "--val-images", "0",
@@ -234,10 +230,12 @@ train.main(sys.argv[2:])
 @pytest.mark.slow
 def test_sigkill_inside_a_save_then_resume_always_works(tmp_path):
     """A real SIGKILL at each rename of the first save of an interrupted run; --resume then works."""
+    first = tmp_path / "first"  # 2 of the epoch's 4 steps, saved without a kill
+    args = TINY + ["--weights-dir", str(first), "--epochs", "1", "--max-steps", "2"]
+    subprocess.run([sys.executable, "-c", KILL_SCRIPT, "0", *args], cwd=ROOT, timeout=300, capture_output=True)
     for k in range(1, 7):  # params, optimizer, trainer.json, folder -> .old, .tmp -> folder, history
         w = tmp_path / f"w{k}"
-        args = TINY + ["--weights-dir", str(w), "--epochs", "1", "--max-steps", "2"]
-        subprocess.run([sys.executable, "-c", KILL_SCRIPT, "0", *args], cwd=ROOT, timeout=300, capture_output=True)
+        shutil.copytree(first, w)
         args = TINY + ["--weights-dir", str(w), "--epochs", "1"]
         subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(k), *args, "--resume"], cwd=ROOT, timeout=300,
                        capture_output=True)

@@ -63,6 +63,7 @@ from analysis.disentanglement import score  # noqa: E402
 from analysis.evaluation import baselines as image_baselines, loss_on, mean_image  # noqa: E402
 from cli import positive_int  # noqa: E402
 from system.errors import EXIT_USER_ERROR  # noqa: E402
+from system.files import atomic_write  # noqa: E402
 import imagedata  # noqa: E402
 from model import DEFAULT_ARCHITECTURE, load_checkpoint  # noqa: E402
 from model.checkpoint import HISTORY_FILE, latest_checkpoint  # noqa: E402
@@ -345,18 +346,12 @@ def plot(rows: list[dict], path: Path, chance: float, mig_bins: int) -> None:
     ax.set_ylabel(f"active units (of {rows[0]['latent_dim'] if rows else '?'})")
     setup(ax, "active units")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), fsync=False)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(text.encode()), fsync=False)
 
 
 def main(argv=None) -> int:
