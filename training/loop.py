@@ -171,7 +171,7 @@ def train_epoch(run: Run, stop: list, progress: bool) -> np.ndarray:
         pending.append((run.step, metrics))
         end = run.batch == run.steps_per_epoch or run.step >= run.total_steps
         if len(pending) >= max(1, cfg.log_every) or end or stop:
-            sums += record_steps(run, pending, time.perf_counter() - window_start, bar)
+            sums += record_steps(run, pending, window_start, bar)
             if run.monitor is not None:
                 run.monitor.on_steps(run, len(pending))
             pending, window_start = [], time.perf_counter()
@@ -182,10 +182,11 @@ def train_epoch(run: Run, stop: list, progress: bool) -> np.ndarray:
     return sums
 
 
-def record_steps(run: Run, pending: list, seconds: float, bar) -> np.ndarray:
-    """Read a window of step metrics back from the device (one sync) into the history."""
+def record_steps(run: Run, pending: list, window_start: float, bar) -> np.ndarray:
+    """Read a window of step metrics back from the device (one sync) into the history; the rate is
+    that of the window since ``window_start``, measured once the steps have finished."""
     fetched = jax.device_get([m for _, m in pending])
-    rate = len(pending) * run.config.batch_size / max(seconds, 1e-9)
+    rate = len(pending) * run.config.batch_size / max(time.perf_counter() - window_start, 1e-9)
     sums = np.zeros(4)
     for (step, _), m in zip(pending, fetched):
         if not all(math.isfinite(float(m[k])) for k in ("loss", "recon", "kl")):
