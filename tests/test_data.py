@@ -549,6 +549,7 @@ def run_cli(*args):
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_command_line(celeba, tmp_path):
     out = run_cli("--help")
     assert out.returncode == 0

@@ -90,23 +90,27 @@ def test_fast_path_is_taken_only_where_it_applies(kernel, stride, padding, input
 
 
 @pytest.mark.parametrize("shape", SEED_SHAPES)
-def test_dispatching_primitives_equal_lax(shape):
+@pytest.mark.parametrize("formulation", ["fast", "mixed", "narrow"])
+def test_dispatching_primitives_equal_lax(shape, formulation):
     c, o, h = shape
     with jax.enable_x64(True):
         x, w, dy = operands(c, o, h)
-        assert_close(jax.jit(lambda a, b: conv2d_input_grad(a, b, 2, 1, (h, h)))(dy, w),
+        assert_close(jax.jit(lambda a, b: conv2d_input_grad(a, b, 2, 1, (h, h), formulation))(dy, w),
                      lax_conv2d_input_grad(dy, w, 2, 1, (h, h)))
-        assert_close(jax.jit(lambda a, b: conv2d_weight_grad(a, b, 2, 1, 4))(x, dy),
+        assert_close(jax.jit(lambda a, b: conv2d_weight_grad(a, b, 2, 1, 4, formulation))(x, dy),
                      lax_conv2d_weight_grad(x, dy, 2, 1, 4))
 
 
 @pytest.mark.parametrize("shape", SEED_SHAPES)
 @pytest.mark.parametrize("layer_cls", [Conv2D, TransposedConv2D])
-def test_seed_layers_backward_match_vjp(shape, layer_cls):
-    """Whole layers at the seed's shapes (a transposed layer maps O → C channels, H/2 → H)."""
+@pytest.mark.parametrize("formulation", ["fast", pytest.param("mixed", marks=pytest.mark.slow)])
+def test_seed_layers_backward_match_vjp(shape, layer_cls, formulation):
+    """Whole layers at the seed's shapes (a transposed layer maps O → C channels, H/2 → H), with
+    every gradient map in ``fast_conv`` ("fast") and with the CPU's choice ("mixed")."""
     c, o, h = shape
     with jax.enable_x64(True):
-        layer = Conv2D(c, o) if layer_cls is Conv2D else TransposedConv2D(o, c)
+        layer = Conv2D(c, o, formulation=formulation) if layer_cls is Conv2D else \
+            TransposedConv2D(o, c, formulation=formulation)
         x = operands(c, o, h)[0] if layer_cls is Conv2D else operands(c, o, h)[2]
         params = layer.init(jax.random.PRNGKey(1), jnp.float64)
         params["bias"] = jax.random.normal(jax.random.PRNGKey(2), params["bias"].shape, jnp.float64)
