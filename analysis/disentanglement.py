@@ -52,28 +52,6 @@ SampleFn = Callable[[np.random.Generator, int], np.ndarray]
 
 
 # ---------------------------------------------------------------------------
-# Factor sampling
-# ---------------------------------------------------------------------------
-
-
-def uniform_factor_sampler(factor_sizes: Sequence[int]) -> SampleFn:
-    """Sampler drawing every factor independently and uniformly.
-
-    Returns ``sample(rng, n) -> (n, K) int64`` with column ``k`` uniform on
-    ``0 .. factor_sizes[k] - 1`` -- the factor distribution of a data set
-    that holds every combination of factor values once (e.g. dSprites).
-    """
-    sizes = np.asarray(factor_sizes, dtype=np.int64)
-    if sizes.ndim != 1 or np.any(sizes < 1):
-        raise ValueError(f"factor_sizes must be positive integers, got {factor_sizes}")
-
-    def sample(rng: np.random.Generator, n: int) -> np.ndarray:
-        return rng.integers(0, sizes, size=(n, sizes.shape[0]), dtype=np.int64)
-
-    return sample
-
-
-# ---------------------------------------------------------------------------
 # beta-VAE metric (Higgins et al. 2017)
 # ---------------------------------------------------------------------------
 

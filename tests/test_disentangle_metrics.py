@@ -1,4 +1,4 @@
-"""Tests of disentangle_metrics on synthetic codes with known answers."""
+"""Tests of analysis/disentanglement.py on synthetic codes with known answers."""
 
 import jax
 import jax.numpy as jnp
@@ -6,9 +6,16 @@ import numpy as np
 import pytest
 
 from analysis import disentanglement as dm
+from imagedata import factors
+
+
+def uniform_sampler(sizes):
+    """(rng, n) -> (n, K) factor vectors, each factor uniform: the distribution of a full factor grid."""
+    return lambda rng, n: factors.sample(sizes, rng, n)
+
 
 SIZES = (3, 6, 40, 32, 32, 6)
-SAMPLE = dm.uniform_factor_sampler(SIZES)
+SAMPLE = uniform_sampler(SIZES)
 FAST = dict(num_train=800, num_test=400, pairs=16, examples_per_batch=50)
 
 
@@ -58,7 +65,7 @@ def test_beta_vae_score_random_code_is_near_chance():
 
 def test_beta_vae_examples_structure():
     sizes = (1, 4, 5)  # factor 0 is constant and can never be the label
-    sample = dm.uniform_factor_sampler(sizes)
+    sample = uniform_sampler(sizes)
     seen = []
 
     def code_fn(f):
@@ -88,7 +95,7 @@ def test_beta_vae_examples_structure():
 def test_beta_vae_score_with_render_and_encode_matches_codes():
     """The image-level entry point renders, encodes and scores like the code-level one."""
     sizes = (3, 6, 8)
-    sample = dm.uniform_factor_sampler(sizes)
+    sample = uniform_sampler(sizes)
 
     def render(f):
         img = np.zeros((len(f), 3, 64, 64), np.uint8)
