@@ -21,7 +21,7 @@ Every section prints a Markdown table as soon as it is done and adds its numbers
 
 Examples::
 
-    python benchmarks/gpu.py --out results/gpu
+    python benchmarks/gpu.py --out benchmarks/results/gpu
     python benchmarks/gpu.py --quick --out /tmp/gpu      # minutes on a CPU, for checking the script
 """
 import argparse

@@ -1,4 +1,4 @@
-"""Tests of the procedural sprites in shapes.py."""
+"""Tests of the procedural sprites in imagedata/shapes.py."""
 
 import time
 

@@ -359,7 +359,7 @@ def main(argv=None) -> int:
     log = (lambda *_: None) if args.quiet else (lambda msg: print(msg, flush=True))
     work, out = Path(args.work_dir), Path(args.out_dir)
     work.mkdir(parents=True, exist_ok=True)
-    (work / ".gitignore").write_text("# training runs of benchmarks/beta_sweep.py: never committed\n*\n")
+    (work / ".gitignore").write_text("# training runs of experiments/beta_sweep/beta_sweep.py: never committed\n*\n")
     betas = list(dict.fromkeys(args.betas))
     dataset = imagedata.GENERATED[args.dataset]
     chance = 1.0 / sum(1 for s in dataset.FACTOR_SIZES if s > 1)
