@@ -81,8 +81,9 @@ def _run(argv):
     else:
         pairs = choose_pairs(args)
         checkpoint, data = cli.load_for_script(args, 1 + max(max(p) for p in pairs), note=False)
+    names = [Path(f).name for f in args.pair] if args.pair is not None else None
     path = figures.interpolation_figure(checkpoint.params, data.images, pairs, Path(args.out_dir) / INTERPOLATION_FILE,
-                                        steps=args.steps, mode=args.mode)
+                                        steps=args.steps, mode=args.mode, names=names)
     what = f"{data.split}" if args.pair is not None else f"{data.dataset} {data.split} split"
     print(f"checkpoint {checkpoint.describe()}, {what}, {args.mode} interpolation")
     print(f"wrote {path}")

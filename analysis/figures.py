@@ -203,8 +203,11 @@ def traversal_grid(params, image, kl, path, *, mu=None, num_dims=8, steps=9, rel
                       col_breaks=(0,)), dims
 
 
-def interpolation_figure(params, images, pairs, path, *, steps=8, mode="linear") -> Path:
-    """One row per pair: original a, decodes from μ_a through μ_b, original b."""
+def interpolation_figure(params, images, pairs, path, *, steps=8, mode="linear", names=None) -> Path:
+    """One row per pair: original a, decodes from μ_a through μ_b, original b.
+
+    ``names``: what the images are called in the labels (default: "#i", test images by index).
+    """
     needed = 1 + max(max(p) for p in pairs)
     if needed > len(images):
         raise UserError(f"image index {needed - 1} is past the {len(images)} test images available; "
@@ -218,8 +221,8 @@ def interpolation_figure(params, images, pairs, path, *, steps=8, mode="linear")
     grid = [[images[a]] + list(row) + [images[b]] for (a, b), row in zip(pairs, decoded)]
     times = latents.interpolation_times(steps)
     col_labels = ["original a", "recon. a"] + [f"t = {t:.2f}" for t in times[1:-1]] + ["recon. b", "original b"]
-    row_labels = [f"#{a} → #{b}" for a, b in pairs]
+    row_labels = [f"{names[a]}\n→ {names[b]}" if names else f"#{a} → #{b}" for a, b in pairs]
     name = "spherical (slerp)" if mode == "slerp" else "linear"
-    title = f"Latent interpolation between test images ({name}, decoded from μ)"
+    title = f"Latent interpolation between {'images' if names else 'test images'} ({name}, decoded from μ)"
     return image_grid(grid, path, row_labels=row_labels, col_labels=col_labels, title=title,
                       col_breaks=(0, steps + 2))
