@@ -18,7 +18,7 @@ import imagedata
 from imagedata import celeba, cache
 from model import DEFAULT_BETA, architecture, load_checkpoint
 from system import heap
-from system.errors import EXIT_USER_ERROR, UserError
+from system.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
 
 DEFAULT_WEIGHTS_DIR = "weights"
 DEFAULT_OUT_DIR = "results"
@@ -242,7 +242,7 @@ def load_for_script(args, n: int, *, note=True) -> tuple[Checkpoint, Images]:
 
 def run_main(work, argv=None) -> int:
     """Call ``work(argv)`` and return its exit code (an int it returns, else 0); a ``UserError``
-    becomes ``error: ...`` on stderr and ``EXIT_USER_ERROR``."""
+    becomes ``error: ...`` on stderr and ``EXIT_USER_ERROR``, Ctrl-C one line and ``EXIT_INTERRUPTED``."""
     heap.keep_freed_memory()  # before the first computation (system/heap.py)
     try:
         code = work(argv)
@@ -250,4 +250,7 @@ def run_main(work, argv=None) -> int:
         message = str(err).strip() or type(err).__name__
         print(f"error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except KeyboardInterrupt:  # Ctrl-C outside training's own handling (loading data, compiling)
+        print("interrupted (Ctrl-C) before anything was saved; nothing half-written is left.", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return code if isinstance(code, int) else 0

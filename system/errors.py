@@ -1,6 +1,7 @@
-"""The one exception type for a problem the user can fix, and its exit code."""
+"""The one exception type for a problem the user can fix, and the exit codes of the commands."""
 
 EXIT_USER_ERROR = 2  # as argparse exits for a malformed command line
+EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C (128 + SIGINT)
 
 
 class UserError(Exception):

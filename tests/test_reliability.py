@@ -387,3 +387,13 @@ def test_too_little_free_space_is_said_before_training(tmp_path, monkeypatch, ca
     monkeypatch.setattr(rundir.shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
     assert main(tmp_path / "w", "--epochs", "1") == EXIT_USER_ERROR
     assert "free" in error_line(capsys) and not (tmp_path / "w" / "epoch_1").exists()
+
+
+def test_ctrl_c_before_training_starts_is_one_line(monkeypatch, capsys, tmp_path):
+    """Ctrl-C while the data loads or the step compiles: one line and 130, no traceback."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(imagedata, "load_split", interrupted)
+    assert main(tmp_path / "w", "--epochs", "1") == 130
+    err = capsys.readouterr().err
+    assert "interrupted (Ctrl-C)" in err and "Traceback" not in err
