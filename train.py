@@ -32,6 +32,7 @@ PRESET_HELP = "; ".join(f"{name}: {', '.join(f'{k} {v:g}' if isinstance(v, float
 def build_parser():
     parser = cli.make_parser(__doc__)
     cli.add_data_arguments(parser, default_dataset="celeba")
+    parser.set_defaults(dataset=None)  # the seed's CelebA, unless given: a resumed run keeps its own
     seed = TrainConfig()
     preset = f"(default: {{}} as in the seed; the embedded datasets' presets differ: {PRESET_HELP})"
     run = parser.add_argument_group("run")
@@ -88,7 +89,7 @@ def build_parser():
     return parser
 
 
-CONFIG_FLAGS = ("data_dir", "crop", "cache_dir", "limit", "split_file", "epochs", "batch_size", "max_steps", "seed", "val_images",
+CONFIG_FLAGS = ("data_dir", "cache_dir", "limit", "split_file", "epochs", "batch_size", "max_steps", "seed", "val_images",
                 "log_every", "latent_dim", "channels", "beta", "lr", "b1", "b2", "eps", "weight_decay", "clip_norm",
                 "clip_value", "compute_dtype")
 
@@ -96,8 +97,9 @@ CONFIG_FLAGS = ("data_dir", "crop", "cache_dir", "limit", "split_file", "epochs"
 def config_from_args(args) -> TrainConfig:
     """The run's TrainConfig: the seed's defaults, the dataset's preset, then the flags given."""
     given = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
-    crop = imagedata.resolve_crop(args.dataset, args.crop)  # None: no crop
-    return TrainConfig.for_dataset(args.dataset, **dict(given, crop=crop))
+    if args.crop != imagedata.AUTO_CROP:  # given: a size, "square", or None for no crop
+        given["crop"] = args.crop
+    return TrainConfig.for_dataset(args.dataset, **given)
 
 
 def _run(argv):
@@ -109,7 +111,8 @@ def _run(argv):
         raise UserError("--overwrite starts afresh and --resume continues; give one of them.")
     config = config_from_args(args)
     print(platform.describe())
-    platform.warn_if_long(config)
+    if not (args.resume or args.resume_from):  # a resumed run's length is its checkpoint's
+        platform.warn_if_long(config)
     monitor = Monitor(samples=not args.no_samples, sample_every=args.sample_every, tensorboard=args.tensorboard)
     summary = train(config, weights_dir=args.weights_dir, resume=args.resume, resume_from=args.resume_from,
                     overwrite=args.overwrite, keep=args.keep, progress=not args.no_progress, monitor=monitor)

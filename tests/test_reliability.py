@@ -397,3 +397,16 @@ def test_ctrl_c_before_training_starts_is_one_line(monkeypatch, capsys, tmp_path
     assert main(tmp_path / "w", "--epochs", "1") == 130
     err = capsys.readouterr().err
     assert "interrupted (Ctrl-C)" in err and "Traceback" not in err
+
+
+def test_resume_keeps_the_runs_data_and_refuses_other_data_flags(one_epoch, tmp_path, capsys):
+    """A plain --resume continues on the checkpoint's dataset; --dataset, --limit or --crop asking
+    for other images is refused in one sentence, never mixed into the run."""
+    w = copy_run(one_epoch, tmp_path)
+    for flags, named in ((["--dataset", "faces"], "--dataset"), (["--limit", "64"], "--limit"),
+                         (["--crop", "100"], "--crop")):
+        assert train.main(["--weights-dir", str(w), "--no-progress", "--epochs", "2", "--resume"] + flags) \
+            == EXIT_USER_ERROR
+        assert f"{named} cannot change" in error_line(capsys)
+    assert train.main(["--weights-dir", str(w), "--no-progress", "--epochs", "2", "--resume"]) == 0
+    assert load_checkpoint(w / "epoch_2")[1]["data"]["dataset"] == "shapes"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 
+import imagedata
 from imagedata.decoding import DEFAULT_CROP
 from model import DEFAULT_ARCHITECTURE, DEFAULT_BETA
 from system.errors import UserError
@@ -66,11 +67,14 @@ class TrainConfig:
     explicit: frozenset = field(default=frozenset(), compare=False, repr=False)
 
     @classmethod
-    def for_dataset(cls, dataset="celeba", **given) -> "TrainConfig":
-        """The seed's defaults, then the dataset's preset, then ``given`` (which are the explicit ones)."""
+    def for_dataset(cls, dataset=None, **given) -> "TrainConfig":
+        """The seed's defaults, then the preset of ``dataset`` (the seed's CelebA when None), then
+        ``given``; what was given (``dataset`` included, when not None) is recorded as explicit."""
         given = dict(given, channels=tuple(given["channels"])) if "channels" in given else given
-        return cls(**dict(PRESETS.get(dataset, {}), dataset=dataset, **given),
-                   explicit=frozenset(given) | {"dataset"})
+        explicit = frozenset(given) | ({"dataset"} if dataset is not None else set())
+        dataset = dataset or cls.dataset
+        crop = {"crop": imagedata.resolve_crop(dataset, imagedata.AUTO_CROP)}  # the dataset's own default
+        return cls(**{**crop, **PRESETS.get(dataset, {}), "dataset": dataset, **given}, explicit=explicit)
 
     def architecture(self) -> dict:
         return {name: getattr(self, name) for name in MODEL_FIELDS}
@@ -110,14 +114,14 @@ class TrainConfig:
         """``saved`` (a checkpoint's config) with what this request may change on resume: the
         ``RESUME_FIELDS`` and where the data lives (``data_dir``, ``cache_dir``).
 
-        Raises UserError when an explicit flag asks for another architecture, β, batch size, seed
-        or validation size, which a resumed run cannot change.
+        Raises UserError when an explicit flag asks for another architecture, dataset, crop, image
+        count, β, batch size, seed or validation size, which a resumed run cannot change.
         """
         for name in MODEL_FIELDS:
             if name in self.explicit and getattr(self, name) != getattr(saved, name):
                 raise UserError(f"The checkpoint in {where} is of another architecture ({saved.architecture()}); "
                                 f"resume with the same --channels/--latent-dim or use another --weights-dir.")
-        free = RESUME_FIELDS + DATA_FIELDS + ("max_steps",)  # the data's identity is the checkpoint's
+        free = RESUME_FIELDS + ("data_dir", "cache_dir", "max_steps")  # where the same data lives may move
         fixed = [name for name in sorted(self.explicit) if name not in free
                  and getattr(self, name) != getattr(saved, name)]
         if fixed:

@@ -124,7 +124,7 @@ def cpu_warning(config, platform: str) -> str | None:
     took = f"{hours:.0f} hours" if hours >= 2 else f"{seconds / 60:.0f} minutes"
     return (f"warning: this run trains on the CPU and will take about {took} at ~{CPU_IMAGES_PER_S} img/s; "
             f"on an NVIDIA GPU install GPU JAX with {INSTALL_CUDA13} ({INSTALL_CUDA12} on a P100/V100, "
-            f"see docs/gpu.md) or try --dataset shapes.")
+            f"see docs/gpu.md) or try the embedded --dataset faces.")
 
 
 def warn_if_long(config) -> None:
