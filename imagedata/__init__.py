@@ -10,15 +10,38 @@ Importing this package does not import JAX: the decoding worker processes import
 """
 from __future__ import annotations
 
+import importlib
+from collections.abc import Mapping
+
 import numpy as np
 
 from system.errors import UserError
 
-from . import celeba, faces, folder, shapes
+from . import celeba, folder
 from .decoding import DEFAULT_CROP, IMAGE_SIZE, SQUARE
 
+
+class _Modules(Mapping):
+    """{name: the submodule of that name}, imported when first looked up (so that
+    ``python -m imagedata.faces`` runs a module the package has not imported already)."""
+
+    def __init__(self, *names):
+        self._names = names
+
+    def __getitem__(self, name):
+        if name not in self._names:
+            raise KeyError(name)
+        return importlib.import_module(f"{__name__}.{name}")
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self):
+        return len(self._names)
+
+
 SPLITS = ("train", "val", "test")
-GENERATED = {"faces": faces, "shapes": shapes}  # datasets rendered from known factors
+GENERATED = _Modules("faces", "shapes")  # datasets rendered from known factors
 DATASETS = tuple(GENERATED) + ("celeba", "folder")
 OPTION_KEYS = ("data_dir", "crop", "image_size", "limit", "cache_dir", "num_workers", "progress", "split_file")
 AUTO_CROP = "auto"  # each dataset's own default crop
