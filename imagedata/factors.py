@@ -7,6 +7,7 @@ sequence per split, of which a smaller ``n`` is a prefix; and the sample-grid co
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
 from PIL import Image
@@ -14,6 +15,23 @@ from PIL import Image
 SPLITS = ("train", "val", "test")
 HASH_BUCKETS = 20  # bucket 0 -> test, 1 -> val, 2..19 -> train
 DRAW_BLOCK = 4096
+
+
+def check(factors, names, sizes) -> np.ndarray:
+    """``factors`` as int64 (N, K) (a single (K,) vector too); ValueError naming a factor out of range."""
+    f = np.asarray(factors)
+    if f.ndim == 1 and f.shape[0] == len(sizes):
+        f = f[None]
+    if f.ndim != 2 or f.shape[1] != len(sizes):
+        raise ValueError(f"factors must have shape (N, {len(sizes)}), got {f.shape}")
+    if f.size and not np.issubdtype(f.dtype, np.integer) and not np.array_equal(f, np.round(f)):
+        raise ValueError("factors must be integer indices")
+    f = f.astype(np.int64)
+    bad = (f < 0) | (f >= np.asarray(sizes))
+    if bad.any():
+        col = int(np.argwhere(bad)[0, 1])
+        raise ValueError(f"factor {names[col]} must lie in [0, {sizes[col]})")
+    return f
 
 
 def sample(sizes, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -78,3 +96,40 @@ def sample_grid_main(dataset, noun: str, argv=None) -> None:
     for row in factors[:4]:
         print("  " + ", ".join(f"{k}={levels[k][v] if k in levels else v}"
                                for k, v in zip(dataset.FACTOR_NAMES, row.tolist())))
+
+
+def interface(module_name: str, noun: str):
+    """The functions every dataset module with factors exports, bound to the module ``module_name``
+    (its ``FACTOR_NAMES``, ``FACTOR_SIZES``, ``BASE_SEED``, ``DEFAULT_SIZES`` and ``render``):
+
+        sample_factors(rng, n)        n uniform factor vectors, int64 (n, K)
+        flat_index(factors)           each combination's position in the product grid (row-major)
+        split_of(factors)             which split owns each combination: 0 train, 1 val, 2 test
+        split_factors(split, n=None)  the factors of ``make_split`` without rendering them
+        make_split(split, n=None)     (uint8 images (N, 3, 64, 64), int64 factors (N, K))
+        main(argv=None)               the sample-grid command
+    """
+    def module():
+        return sys.modules[module_name]
+
+    def sample_factors(rng, n):
+        return sample(module().FACTOR_SIZES, rng, n)
+
+    def flat_index(factors):
+        f = check(factors, module().FACTOR_NAMES, module().FACTOR_SIZES)
+        return np.ravel_multi_index(tuple(f.T), module().FACTOR_SIZES).astype(np.int64)
+
+    def split_of(factors):
+        return split_of_index(flat_index(factors))
+
+    def split_factors(split, n=None):
+        return split_sequence(module(), split, n)
+
+    def make_split(split, n=None):
+        factors = split_factors(split, n)
+        return module().render(factors), factors
+
+    def main(argv=None):
+        sample_grid_main(module(), noun, argv)
+
+    return sample_factors, flat_index, split_of, split_factors, make_split, main

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -133,21 +132,7 @@ def sprite_masks() -> np.ndarray:
 
 
 def _check_factors(factors) -> np.ndarray:
-    f = np.asarray(factors)
-    if f.ndim == 1 and f.shape[0] == len(FACTOR_SIZES):
-        f = f[None]
-    if f.ndim != 2 or f.shape[1] != len(FACTOR_SIZES):
-        raise ValueError(f"factors must have shape (N, {len(FACTOR_SIZES)}), got {f.shape}")
-    if f.size and not np.issubdtype(f.dtype, np.integer):
-        if not np.array_equal(f, np.round(f)):
-            raise ValueError("factors must be integer indices")
-    f = f.astype(np.int64)
-    sizes = np.asarray(FACTOR_SIZES)
-    bad = (f < 0) | (f >= sizes)
-    if bad.any():
-        col = int(np.argwhere(bad)[0, 1])
-        raise ValueError(f"factor {FACTOR_NAMES[col]} must lie in [0, {FACTOR_SIZES[col]})")
-    return f
+    return factors_.check(factors, FACTOR_NAMES, FACTOR_SIZES)
 
 
 def render(factors) -> np.ndarray:
@@ -168,39 +153,8 @@ def render(factors) -> np.ndarray:
     return out
 
 
-def sample_factors(rng: np.random.Generator, n: int) -> np.ndarray:
-    """n factor vectors, each factor drawn uniformly and independently: int64 (n, K)."""
-    return factors_.sample(FACTOR_SIZES, rng, n)
-
-
-def flat_index(factors) -> np.ndarray:
-    """Position of each factor combination in the full product grid (row-major)."""
-    f = _check_factors(factors)
-    return np.ravel_multi_index(tuple(f.T), FACTOR_SIZES).astype(np.int64)
-
-
-def split_of(factors) -> np.ndarray:
-    """Which split owns each factor combination: 0 train, 1 val, 2 test."""
-    return factors_.split_of_index(flat_index(factors))
-
-
-def split_factors(split: str, n: int | None = None) -> np.ndarray:
-    """The factor matrix of ``make_split(split, n)`` without rendering it."""
-    return factors_.split_sequence(sys.modules[__name__], split, n)
-
-
-def make_split(split: str, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(images uint8 (N, 3, 64, 64), factors int64 (N, 6)) for "train", "val" or "test".
-
-    Default sizes: train 50,000, val 2,000, test 2,000. Each split has its own
-    fixed seed and its own disjoint part of the factor space.
-    """
-    factors = split_factors(split, n)
-    return render(factors), factors
-
-
-def main(argv=None) -> None:
-    factors_.sample_grid_main(sys.modules[__name__], "sprites", argv)
+# the interface every dataset with factors has (imagedata/factors.py)
+sample_factors, flat_index, split_of, split_factors, make_split, main = factors_.interface(__name__, "sprites")
 
 
 if __name__ == "__main__":

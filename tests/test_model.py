@@ -9,7 +9,6 @@ import pytest
 
 from model import adamw, architecture, count_params, decode, encode, init_params, init_state, loss_and_grads, train_step
 from model.clip import clip_by_global_norm, clip_by_value, global_norm
-from model.elbo import ELBO
 from model.model import forward, networks
 
 ROOT = Path(__file__).resolve().parents[1]
