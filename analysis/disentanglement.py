@@ -262,14 +262,7 @@ def beta_vae_score(
     sample_factors_fn: SampleFn,
     render_fn: Callable[[np.ndarray], np.ndarray],
     factor_sizes: Sequence[int],
-    *,
-    rng: np.random.Generator,
-    num_train: int = 5000,
-    num_test: int = 1000,
-    pairs: int = 64,
-    examples_per_batch: int = 16,
-    l2: float = 1e-4,
-    max_iter: int = 2000,
+    **options,
 ) -> dict:
     """beta-VAE metric (Higgins et al. 2017) of an image encoder.
 
@@ -280,29 +273,15 @@ def beta_vae_score(
         from the data set's factor distribution.
       render_fn: ``factors (n, K) -> images (n, 3, 64, 64) uint8``.
       factor_sizes: number of values of each factor.
-      rng, num_train, num_test, pairs, examples_per_batch, l2, max_iter: see
-        :func:`beta_vae_score_from_codes`; each ``encode_fn`` call receives
-        ``2 * pairs * examples_per_batch`` images.
+      options: ``rng``, ``num_train``, ``num_test``, ``pairs``, ``examples_per_batch``,
+        ``l2``, ``max_iter`` of :func:`beta_vae_score_from_codes`; each ``encode_fn``
+        call receives ``2 * pairs * examples_per_batch`` images.
 
     Returns:
       ``dict(train_accuracy=float, test_accuracy=float)``.
     """
-
-    def code_fn(factors: np.ndarray) -> np.ndarray:
-        return np.asarray(encode_fn(render_fn(factors)))
-
-    return beta_vae_score_from_codes(
-        code_fn,
-        sample_factors_fn,
-        factor_sizes,
-        rng=rng,
-        num_train=num_train,
-        num_test=num_test,
-        pairs=pairs,
-        examples_per_batch=examples_per_batch,
-        l2=l2,
-        max_iter=max_iter,
-    )
+    code_fn = lambda factors: np.asarray(encode_fn(render_fn(factors)))  # noqa: E731
+    return beta_vae_score_from_codes(code_fn, sample_factors_fn, factor_sizes, **options)
 
 
 # ---------------------------------------------------------------------------
