@@ -1,4 +1,4 @@
-"""Running on a GPU (issue 16): the install extras, --device, the long-CPU-run warning, finding CelebA
+"""Running on a GPU: the install extras, --device, the long-CPU-run warning, finding CelebA
 on Kaggle without flags, and --distributed over two local processes."""
 import os
 import re

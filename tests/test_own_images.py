@@ -1,4 +1,4 @@
-"""Issue 17: a folder of one's own images, a trained model from Python, and a run one can watch."""
+"""A folder of one's own images, a trained model from Python, and a run one can watch."""
 import json
 import os
 import re
