@@ -171,7 +171,7 @@ def build(architecture=Architecture(), conv="auto") -> VAE:
     return VAE(architecture, conv)
 
 
-def of(params, conv="auto") -> VAE:
+def vae_of(params, conv="auto") -> VAE:
     """The VAE that ``params`` belong to: its architecture read from their shapes."""
     return build(Architecture.of(params), conv)
 
@@ -192,22 +192,22 @@ def init_params(key, architecture=None, **fields):
 
 def encode(params, x, conv="auto"):
     """x: (N,3,H,W) in [0,1] (or uint8) -> (mu, logvar), each (N,D)."""
-    return of(params, conv).encode(params, x)
+    return vae_of(params, conv).encode(params, x)
 
 
 def decode(params, z, conv="auto"):
     """z: (N,D) -> x_hat: (N,3,H,W) in (0,1)."""
-    return of(params, conv).decode(params, z)
+    return vae_of(params, conv).decode(params, z)
 
 
 def reconstruct(params, x, conv="auto"):
     """{'x_hat', 'mu', 'logvar', 'recon', 'kl'} per image, decoding μ (``VAE._reconstruct``)."""
-    return of(params, conv).reconstruct(params, x)
+    return vae_of(params, conv).reconstruct(params, x)
 
 
 def loss_and_grads(params, x, eps, beta=DEFAULT_BETA, conv="auto"):
     """metrics {'loss', 'recon', 'kl'} (batch means) and grads shaped like params."""
-    return of(params, conv).loss_and_grads(params, x, eps, beta)
+    return vae_of(params, conv).loss_and_grads(params, x, eps, beta)
 
 
 def init_state(params, hparams=None, **flat):
@@ -228,4 +228,4 @@ def train_step(state, x, key, compute_dtype="float32", conv="auto"):
     ``model/precision.py``); conv: the convolution formulation (``model/conv.py``).
     Returns (new state, {'loss', 'recon', 'kl', 'grad_norm'}). The state's buffers are donated.
     """
-    return of(state.params, conv).train_step(state, x, key, compute_dtype=compute_dtype)
+    return vae_of(state.params, conv).train_step(state, x, key, compute_dtype=compute_dtype)

@@ -9,7 +9,8 @@ import pytest
 
 from model import adamw, architecture, count_params, decode, encode, init_params, init_state, loss_and_grads, train_step
 from model.clip import clip_by_global_norm, clip_by_value, global_norm
-from model.model import forward, networks
+from benchmarks.reference import reference_loss
+from model.model import build
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,32 +60,6 @@ def test_shapes_after_every_layer_match_the_seed_table():
     mu, logvar = encode(params, x)
     assert mu.shape == logvar.shape == (2, 128)
     assert decode(params, mu).shape == (2, 3, 64, 64)
-
-
-def reference_loss(params, x, eps, beta):
-    """The same loss written with plain lax ops, for jax.grad to differentiate independently."""
-    dn = ("NCHW", "OIHW", "NCHW")
-    h = x
-    for i in (1, 2, 3):
-        h = jax.lax.conv_general_dilated(h, params[f"encoder.conv{i}.weight"], (2, 2), ((1, 1), (1, 1)), dimension_numbers=dn)
-        h = jax.nn.relu(h + params[f"encoder.conv{i}.bias"][None, :, None, None])
-    h = h.reshape(h.shape[0], -1)
-    mu = h @ params["encoder.fc_mu.weight"].T + params["encoder.fc_mu.bias"]
-    logvar = h @ params["encoder.fc_logvar.weight"].T + params["encoder.fc_logvar.bias"]
-    z = mu + jnp.exp(0.5 * logvar) * eps
-    h = z @ params["decoder.fc.weight"].T + params["decoder.fc.bias"]
-    c = params["decoder.deconv1.weight"].shape[0]
-    s = int(round((h.shape[1] / c) ** 0.5))
-    h = h.reshape(h.shape[0], c, s, s)
-    for i in (1, 2, 3):
-        w = params[f"decoder.deconv{i}.weight"]  # (in, out, k, k): ConvTranspose2d = gradient of a conv
-        h = jax.lax.conv_transpose(h, w, (2, 2), ((2, 2), (2, 2)), dimension_numbers=("NCHW", "OIHW", "NCHW"),
-                                   transpose_kernel=True)
-        h = h + params[f"decoder.deconv{i}.bias"][None, :, None, None]
-        h = jax.nn.sigmoid(h) if i == 3 else jax.nn.relu(h)
-    recon = jnp.sum((h - x) ** 2) / x.shape[0]
-    kl = -0.5 * jnp.sum(1 + logvar - mu ** 2 - jnp.exp(logvar)) / x.shape[0]
-    return recon + beta * kl, (recon, kl)
 
 
 @pytest.mark.slow
