@@ -75,7 +75,7 @@ autodiff_step = jax.jit(_autodiff_step, donate_argnums=0)
 # Fresh functions, not the same ones jitted again: jax.jit caches traces by function, so a
 # second jit of one function would reuse the first trace.
 autodiff_step_with_options = xla.compiled(lambda state, x, key: _autodiff_step(state, x, key), donate_argnums=0)
-manual_step_xla_defaults = jax.jit(lambda state, x, key: model.build()._train_step(state, x, key), donate_argnums=0)
+manual_step_xla_defaults = jax.jit(lambda state, x, key: model.build().step(state, x, key), donate_argnums=0)
 
 
 class JaxContender:

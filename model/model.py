@@ -83,10 +83,9 @@ class VAE:
         self.conv = resolve_formulation(conv)  # the one place "auto" becomes a formulation
         self.encoder = Encoder(architecture, self.conv)
         self.decoder = Decoder(architecture, self.conv)
-        self.encode = compiled(self._encode)
-        self.decode = compiled(self._decode)
-        self.reconstruct = compiled(self._reconstruct)
-        self.train_step = compiled(self._train_step, donate_argnums=0, static_argnames="compute_dtype")
+        self._compiled = {"encode": compiled(self._encode), "decode": compiled(self._decode),
+                          "reconstruct": compiled(self._reconstruct),
+                          "step": compiled(self.step, donate_argnums=0, static_argnames="compute_dtype")}
 
     def __repr__(self):
         return f"VAE({self.architecture}, conv={self.conv!r})"
@@ -126,30 +125,48 @@ class VAE:
         dx_hat, dmu, dlogvar = elbo.backward(elbo_cache)  # dloss = 1
         return metrics, self.backward(params, cache, dx_hat, dmu, dlogvar)
 
-    # ------------------------------------------------------------------ compiled (see __init__)
+    # ------------------------------------------------------------------ compiled
+
+    def encode(self, params, x):
+        """x: (N,3,H,W) in [0,1] (or uint8) -> (mu, logvar), each (N,D); compiled."""
+        return self._compiled["encode"](params, x)
+
+    def decode(self, params, z):
+        """z: (N,D) -> x_hat: (N,3,H,W) in (0,1); compiled."""
+        return self._compiled["decode"](params, z)
+
+    def reconstruct(self, params, x):
+        """Per-image evaluation, decoding μ (no sampling noise); compiled.
+
+        x: (N,3,H,W) uint8 or float -> {'x_hat' (N,3,H,W), 'mu', 'logvar' (N,D), 'recon', 'kl' (N,)}.
+        """
+        return self._compiled["reconstruct"](params, x)
+
+    def train_step(self, state, x, key, compute_dtype="float32"):
+        """One compiled ``step``: forward, manual backward, clipping, AdamW; the state's buffers are donated.
+
+        state: TrainState; x: (N,3,H,W) uint8 or float in [0,1]; key: PRNG key for ε;
+        compute_dtype: "float32" or "bfloat16" (the pass in bfloat16 against float32 master weights,
+        ``model/precision.py``). Returns (new state, {'loss', 'recon', 'kl', 'grad_norm'}).
+        """
+        return self._compiled["step"](state, x, key, compute_dtype=compute_dtype)
 
     def _encode(self, params, x):
-        """x: (N,3,H,W) in [0,1] (or uint8) -> (mu, logvar), each (N,D)."""
         (mu, logvar), _ = self.encoder.forward(params, to_float(x))
         return mu, logvar
 
     def _decode(self, params, z):
-        """z: (N,D) -> x_hat: (N,3,H,W) in (0,1)."""
         return self.decoder.forward(params, z)[0]
 
     def _reconstruct(self, params, x):
-        """Per-image evaluation, decoding μ (no sampling noise).
-
-        x: (N,3,H,W) uint8 or float -> {'x_hat' (N,3,H,W), 'mu', 'logvar' (N,D), 'recon', 'kl' (N,)}.
-        """
         x = to_float(x)
         (mu, logvar), _ = self.encoder.forward(params, x)
         x_hat, _ = self.decoder.forward(params, mu)
         recon, kl = per_image(x_hat, x, mu, logvar)
         return {"x_hat": x_hat, "mu": mu, "logvar": logvar, "recon": recon, "kl": kl}
 
-    def _train_step(self, state, x, key, compute_dtype="float32"):
-        """One step: forward, manual backward, clipping, AdamW (see ``train_step``)."""
+    def step(self, state, x, key, compute_dtype="float32"):
+        """The train step, uncompiled (``train_step`` compiles it; benchmarks compile it their own way)."""
         params, hp = state.params, state.hparams
         eps = jax.random.normal(key, (x.shape[0], self.architecture.latent_dim), jnp.float32)
         dtype = precision.compute_dtype(compute_dtype)
@@ -201,7 +218,7 @@ def decode(params, z, conv="auto"):
 
 
 def reconstruct(params, x, conv="auto"):
-    """{'x_hat', 'mu', 'logvar', 'recon', 'kl'} per image, decoding μ (``VAE._reconstruct``)."""
+    """{'x_hat', 'mu', 'logvar', 'recon', 'kl'} per image, decoding μ (``VAE.reconstruct``)."""
     return vae_of(params, conv).reconstruct(params, x)
 
 
@@ -221,11 +238,6 @@ def init_state(params, hparams=None, **flat):
 
 
 def train_step(state, x, key, compute_dtype="float32", conv="auto"):
-    """One compiled step: forward, manual backward, clipping, AdamW.
-
-    state: TrainState; x: (N,3,H,W) uint8 or float in [0,1]; key: PRNG key for ε;
-    compute_dtype: "float32" or "bfloat16" (the pass in bfloat16 against float32 master weights,
-    ``model/precision.py``); conv: the convolution formulation (``model/conv.py``).
-    Returns (new state, {'loss', 'recon', 'kl', 'grad_norm'}). The state's buffers are donated.
-    """
+    """One compiled step of the VAE the parameters belong to (``VAE.train_step``); conv: the
+    convolution formulation (``model/conv.py``)."""
     return vae_of(state.params, conv).train_step(state, x, key, compute_dtype=compute_dtype)

@@ -27,14 +27,14 @@ faster, and ``experiments/beta_sweep/beta_sweep_cpu.md`` was made on the CPU wit
 
     python experiments/beta_sweep/beta_sweep.py --channels 16 32 64 --latent-dim 10 --lr 2e-4 --steps 1600
 
-and ``experiments/beta_sweep/beta_sweep.md``, the seed's model at 3 million images per β, on one H200 GPU in
-2.1 minutes with
+and ``experiments/beta_sweep/beta_sweep.md``, the seed's model at 3 million images per β, on one H200 GPU,
+with
 
     python experiments/beta_sweep/beta_sweep.py --steps 6000 --batch-size 512 --train-images 102400
 
 Examples::
 
-    python experiments/beta_sweep/beta_sweep.py                          # the default sweep, < 1 h on 2 CPU cores
+    python experiments/beta_sweep/beta_sweep.py                          # the default sweep
     python experiments/beta_sweep/beta_sweep.py --betas 1 4 --steps 50 --channels 8 16 16 --latent-dim 10 \\
         --num-train 100 --num-test 50 --pairs 8 --mig-samples 1000 --out-dir /tmp/sweep   # a quick check
     python experiments/beta_sweep/beta_sweep.py --reuse                  # re-score finished runs, train the rest
