@@ -7,23 +7,21 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 import imagedata
-from imagedata import celeba, cache
-from model import DEFAULT_BETA, architecture, load_checkpoint
+from imagedata import DataOptions, celeba, cache
 from system import heap
 from system.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
+from training import RunDir, TrainConfig, load_run
 
 DEFAULT_WEIGHTS_DIR = "weights"
 DEFAULT_OUT_DIR = "results"
 DEFAULT_DATASET = "faces"  # the embedded default of every analysis script
-DATA_FLAGS = ("dataset", "data_dir", "crop", "cache_dir", "limit", "split_file")
 
 
 # --------------------------------------------------------------------------- flags
@@ -84,8 +82,8 @@ def make_parser(doc: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-def add_data_arguments(parser, *, default_dataset=DEFAULT_DATASET, from_checkpoint=False) -> None:
-    """--dataset, --data-dir, --crop, --cache-dir and --limit.
+def add_data_arguments(parser, *, default_dataset=DEFAULT_DATASET, from_checkpoint=False):
+    """--dataset, --data-dir, --crop, --cache-dir, --limit and --split-file; returns their group.
 
     ``from_checkpoint``: absent flags stay absent, so the checkpoint's recorded options apply.
     """
@@ -112,6 +110,7 @@ def add_data_arguments(parser, *, default_dataset=DEFAULT_DATASET, from_checkpoi
     group.add_argument("--split-file", metavar="FILE", **(unset or {"default": None}),
                        help=f"for --dataset folder: lines 'relative/path.jpg train|val|test' naming each image's split "
                             f"(default: {recorded}by a hash of each path, 90/5/5, stable as images are added)")
+    return group
 
 
 def add_checkpoint_arguments(parser, *, split=True) -> None:
@@ -123,10 +122,9 @@ def add_checkpoint_arguments(parser, *, split=True) -> None:
     group.add_argument("--weights-dir", default=DEFAULT_WEIGHTS_DIR, metavar="DIR",
                        help=f"folder of the training run, holding epoch_N/params.npz (default: {DEFAULT_WEIGHTS_DIR})")
     add_out_argument(parser)
-    add_data_arguments(parser, from_checkpoint=True)
+    group = add_data_arguments(parser, from_checkpoint=True)
     if split:
-        group = next(g for g in parser._action_groups if g.title == "data")
-        group.add_argument("--split", choices=("test", "val", "train"), default="test",
+        group.add_argument("--split", choices=imagedata.SPLITS, default="test",
                            help="split the images come from, held out unless train (default: test)")
 
 
@@ -135,23 +133,17 @@ def add_out_argument(parser) -> None:
                         help=f"folder the results are written to (default: {DEFAULT_OUT_DIR})")
 
 
-# what a checkpoint's recorded data options may choose: not where caches are written (a
-# checkpoint from elsewhere must not make a script write into a folder it names)
-RECORDED_DATA_FLAGS = ("dataset", "data_dir", "crop", "limit")
-
-
-def data_options(args, recorded=None) -> dict:
-    """The data options: the recorded ones (a checkpoint's, all but ``cache_dir``), overridden by the flags given."""
-    options = {"dataset": DEFAULT_DATASET, "data_dir": None, "crop": imagedata.AUTO_CROP,
-               "cache_dir": None, "limit": None, "split_file": None}
-    if isinstance(recorded, dict):
-        options.update({k: v for k, v in recorded.items() if k in RECORDED_DATA_FLAGS})
-        if getattr(args, "dataset", None) == "folder" != options["dataset"]:  # one's own images: their defaults
+def data_options(args, recorded: DataOptions | None = None) -> DataOptions:
+    """The data options: a checkpoint's recorded ones (not where it kept caches: a checkpoint from
+    elsewhere must not make a script write into a folder it names), overridden by the flags given."""
+    options = {"dataset": DEFAULT_DATASET}
+    if recorded is not None and recorded.dataset is not None:
+        options = recorded.as_dict()
+        options.pop("cache_dir")
+        if getattr(args, "dataset", None) == "folder" != recorded.dataset:  # one's own images: their defaults
             options.update(crop=imagedata.AUTO_CROP, data_dir=None, limit=None, split_file=None)
-    options.update({k: getattr(args, k) for k in DATA_FLAGS if hasattr(args, k)})
-    for key in ("data_dir", "cache_dir", "split_file"):
-        options[key] = None if options[key] is None else str(options[key])
-    return options
+    options.update({k: getattr(args, k) for k in DataOptions.names() if hasattr(args, k)})
+    return DataOptions(**options)
 
 
 # --------------------------------------------------------------------------- checkpoint and images
@@ -159,33 +151,22 @@ def data_options(args, recorded=None) -> dict:
 @dataclass
 class Checkpoint:
     params: dict
-    config: dict
+    config: TrainConfig
     path: Path
-    epoch: int | None
 
     @property
-    def beta(self) -> float:
-        train = self.config.get("train") if isinstance(self.config, dict) else None
-        value = train.get("beta") if isinstance(train, dict) else None
-        return float(value) if value is not None else DEFAULT_BETA
+    def epoch(self) -> int | None:
+        return RunDir.epoch_number(self.path)
 
     def describe(self) -> str:
         return f"{self.path}" + ("" if self.epoch is None else f" (epoch {self.epoch})")
 
 
-def epoch_of(path) -> int | None:
-    """N of a ``.../epoch_N/params.npz`` path, else None."""
-    for part in (Path(path).parent.name, Path(path).name):
-        match = re.fullmatch(r"epoch_(\d+)", part)
-        if match:
-            return int(match.group(1))
-    return None
-
-
-def load(args) -> Checkpoint:
+def load_checkpoint(args) -> Checkpoint:
     """The checkpoint named by ``--weights``/``--weights-dir``; UserError when there is none."""
-    params, config, path = load_checkpoint(args.weights, args.weights_dir)
-    return Checkpoint(params, config if isinstance(config, dict) else {}, Path(path), epoch_of(path))
+    path = RunDir(args.weights_dir).find_params(args.weights)
+    params, config = load_run(path)
+    return Checkpoint(params, config, path)
 
 
 @dataclass
@@ -204,35 +185,32 @@ class Images:
         return None
 
 
-def load_images(options: dict, split: str, n: int, checkpoint: Checkpoint | None = None) -> Images:
+def load_images(options: DataOptions, split: str, n: int, checkpoint: Checkpoint | None = None) -> Images:
     """The first ``n`` images of ``split`` (all of them when the split is smaller).
 
     Generated datasets make only ``n``; decoded ones are read from their cache with the recorded
     ``limit`` (so the same cache is reused) and cut to ``n``. With ``checkpoint``, the images must
     have the size its model takes.
     """
-    if options.get("dataset") in imagedata.GENERATED:
-        limit = options.get("limit")
-        images = imagedata.load_from_options(options, split, limit=n if limit is None else min(n, int(limit)),
-                                             progress=False)
-    else:
-        images = imagedata.load_from_options(options, split)
+    if options.dataset in imagedata.GENERATED:
+        options = replace(options, limit=n if options.limit is None else min(n, options.limit))
+    images = imagedata.load(options, split, progress=options.dataset not in imagedata.GENERATED)
     if len(images) == 0:
-        hint = " (a small folder may have none; try --split train or --split-file)" if options.get("dataset") == "folder" else ""
-        raise UserError(f"the {options.get('dataset')} {split} split holds no images{hint}.")
+        hint = " (a small folder may have none; try --split train or --split-file)" if options.dataset == "folder" else ""
+        raise UserError(f"the {options.dataset} {split} split holds no images{hint}.")
     if checkpoint is not None:
-        arch = architecture(checkpoint.params)
-        want = (arch["in_channels"], arch["image_size"], arch["image_size"])
+        arch = checkpoint.config.model
+        want = (arch.in_channels, arch.image_size, arch.image_size)
         if tuple(images.shape[1:]) != want:
             raise UserError(f"the images are {tuple(images.shape[1:])} but {checkpoint.path} was trained on {want}: "
                             f"pick the dataset it was trained on with --dataset.")
-    return Images(images[:n], str(options.get("dataset")), split, n, min(n, len(images)))
+    return Images(images[:n], str(options.dataset), split, n, min(n, len(images)))
 
 
 def load_for_script(args, n: int, *, note=True) -> tuple[Checkpoint, Images]:
     """The checkpoint of ``args`` and the first ``n`` images of ``args.split``, noting a short split."""
-    checkpoint = load(args)
-    data = load_images(data_options(args, checkpoint.config.get("data")), args.split, n, checkpoint)
+    checkpoint = load_checkpoint(args)
+    data = load_images(data_options(args, checkpoint.config.data), args.split, n, checkpoint)
     if note and data.note:
         print(f"note: {data.note}.", file=sys.stderr)
     return checkpoint, data

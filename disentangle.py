@@ -23,9 +23,9 @@ Active units (Burda et al. 2016)
 
 Prints a Markdown table and writes ``disentanglement.json`` into ``--out-dir``. The newest
 ``weights/epoch_N/`` is scored, on the dataset it was trained on, unless ``--weights`` names
-another checkpoint. A checkpoint trained on CelebA is refused: its generative factors are unknown. With the default sample
-sizes about 106,000 images are rendered and encoded: about a minute on a 2-core CPU for a small
-model (channels 16 32 64), several minutes for the seed's architecture.
+another checkpoint. A checkpoint trained on CelebA is refused: its generative factors are unknown.
+With the default sample sizes about 106,000 images are rendered and encoded; the sample-size
+flags trade precision for time.
 
 Examples::
 
@@ -42,7 +42,7 @@ from pathlib import Path
 import cli
 import imagedata
 from analysis.disentanglement import DEFAULT_SIZES, RESULTS_FILE, check_model, markdown, score
-from model import architecture, load_checkpoint
+from training import RunDir, load_run
 from system.errors import UserError
 from system.files import write_json
 
@@ -75,10 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_factor_checkpoint(weights=None, weights_dir=cli.DEFAULT_WEIGHTS_DIR):
-    """(params, config, path, dataset module) of a checkpoint trained on a dataset with known factors."""
-    params, config, path = load_checkpoint(weights, weights_dir)
-    config = config if isinstance(config, dict) else {}
-    name = (config.get("data") or {}).get("dataset") or cli.DEFAULT_DATASET
+    """(params, TrainConfig, path, dataset module) of a checkpoint trained on a dataset with known factors."""
+    path = RunDir(weights_dir).find_params(weights)
+    params, config = load_run(path)
+    name = config.data.dataset or cli.DEFAULT_DATASET
     if name not in imagedata.GENERATED:
         raise UserError(f"{path} was trained on {name}, whose generative factors are unknown, so it cannot be "
                         f"scored; score a model trained on one of {', '.join(imagedata.GENERATED)} instead.")
@@ -90,13 +90,12 @@ def load_factor_checkpoint(weights=None, weights_dir=cli.DEFAULT_WEIGHTS_DIR):
 def _run(argv) -> dict:
     args = build_parser().parse_args(argv)
     params, config, path, dataset = load_factor_checkpoint(args.weights, args.weights_dir)
-    beta = (config.get("train") or {}).get("beta")
+    beta = config.hparams.beta
     result = score(params, dataset, seed=args.seed, num_train=args.num_train, num_test=args.num_test,
                    pairs=args.pairs, mig_samples=args.mig_samples, mig_bins=args.mig_bins)
-    result["checkpoint"] = {"path": str(path), "epoch": cli.epoch_of(path), "beta": beta,
-                            "architecture": {k: list(v) if isinstance(v, tuple) else v
-                                             for k, v in architecture(params).items()}}
-    title = f"{path}" + (f" (β = {beta:g})" if isinstance(beta, (int, float)) else "")
+    result["checkpoint"] = {"path": str(path), "epoch": RunDir.epoch_number(path), "beta": beta,
+                            "architecture": config.model.as_dict()}
+    title = f"{path} (β = {beta:g})"
     print(markdown(result, title))
     print(f"wrote {write_json(Path(args.out_dir) / RESULTS_FILE, result)}")
     return result

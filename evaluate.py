@@ -35,8 +35,8 @@ import imagedata
 from analysis import figures
 from analysis.disentanglement import factor_labels
 from analysis.latents import rank_dimensions
-from analysis.evaluation import encode_all
-from analysis.image_metrics import kl_per_dimension
+from analysis.evaluation import encode_images
+from analysis.image_metrics import mean_kl_per_dimension
 from system.errors import UserError
 
 RECONSTRUCTION_FILE = "reconstruction_grid.png"
@@ -79,11 +79,11 @@ def evaluate(params, images, out_dir, *, num_images=8, num_samples=64, seed=0, t
     if traverse_index >= len(images):
         raise UserError(f"--traverse-index {traverse_index} is past the {len(images)} test images loaded; "
                         f"pick one below {len(images)}.")
-    mu, logvar = encode_all(params, images)
+    mu, logvar = encode_images(params, images)
     recon_path = figures.reconstruction_grid(params, images[:num_images], out_dir / RECONSTRUCTION_FILE,
                                              mu=mu[:num_images])
     samples_path = figures.samples_grid(params, num_samples, seed, out_dir / SAMPLES_FILE)
-    kl = kl_per_dimension(mu, logvar)
+    kl = mean_kl_per_dimension(mu, logvar)
     num_dims = min(traverse_dims, mu.shape[1])
     labels = factor_labels(mu, factors[1], factors[0], rank_dimensions(kl)[:num_dims]) \
         if factors is not None else None

@@ -74,8 +74,8 @@ def _run(argv):
     if args.pair is not None:
         if args.pairs is not None or args.index_a is not None or args.index_b is not None:
             raise UserError("give either --pair FILE FILE or test-image indices, not both.")
-        checkpoint = cli.load(args)
-        images = own_images.load_files(args.pair, checkpoint.params, checkpoint.config, getattr(args, "crop", None))
+        checkpoint = cli.load_checkpoint(args)
+        images = own_images.load_files(args.pair, checkpoint.params, checkpoint.config.data, getattr(args, "crop", None))
         data = cli.Images(images, "files", " and ".join(args.pair), 2, 2)
         pairs = [(0, 1)]
     else:

@@ -33,13 +33,12 @@ def build_parser():
 
 def _run(argv):
     args = build_parser().parse_args(argv)
+    options = cli.data_options(args)
     total = time.perf_counter()
     for split in args.splits:
         start = time.perf_counter()
-        images, info = imagedata.load(args.dataset, split, data_dir=args.data_dir, crop=args.crop,
-                                      image_size=args.image_size, limit=args.limit, cache_dir=args.cache_dir,
-                                      num_workers=args.num_workers, progress=not args.no_progress,
-                                      split_file=args.split_file)
+        images, info = imagedata.load_with_info(options, split, image_size=args.image_size,
+                                                num_workers=args.num_workers, progress=not args.no_progress)
         seconds = time.perf_counter() - start
         if info["cache"] is None:
             where, how = "(generated, not cached)", "generated"

@@ -31,7 +31,10 @@ from pathlib import Path
 
 import cli
 import imagedata
-from analysis.evaluation import ACTIVE_THRESHOLD, baselines, compute_metrics, markdown_table, mean_image
+from dataclasses import replace
+
+from analysis.evaluation import baselines, compute_metrics, markdown_table, mean_image
+from analysis.image_metrics import ACTIVE_THRESHOLD
 from system.files import write_json
 
 METRICS_FILE = "metrics.json"
@@ -54,11 +57,11 @@ def build_parser():
 def _run(argv):
     args = build_parser().parse_args(argv)
     checkpoint, data = cli.load_for_script(args, args.num_images)
-    result = compute_metrics(checkpoint.params, data.images, beta=checkpoint.beta,
+    result = compute_metrics(checkpoint.params, data.images, beta=checkpoint.config.hparams.beta,
                              active_threshold=args.active_threshold)
-    options = cli.data_options(args, checkpoint.config.get("data"))
-    train_images = imagedata.load_from_options(options, "train", limit=min(args.baseline_images,
-                                                                            options["limit"] or args.baseline_images))
+    options = cli.data_options(args, checkpoint.config.data)
+    options = replace(options, limit=min(args.baseline_images, options.limit or args.baseline_images))
+    train_images = imagedata.load(options, "train")
     result.update(dataset=data.dataset, split=data.split, num_images_requested=data.requested, note=data.note,
                   checkpoint=str(checkpoint.path), epoch=checkpoint.epoch,
                   baselines=baselines(data.images, mean_image(train_images[:args.baseline_images])))

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import cli
 from analysis.curves import CURVES_FILE, load_history, loss_curves
-from model.checkpoint import HISTORY_FILE
+from system.errors import UserError
+from training import RunDir, TrainConfig
+
+HISTORY_FILE = RunDir.HISTORY_FILE
 
 
 def build_parser():
@@ -33,12 +36,22 @@ def build_parser():
 
 def _run(argv):
     args = build_parser().parse_args(argv)
-    history_path = Path(args.history) if args.history else Path(args.weights_dir) / HISTORY_FILE
+    history_path = Path(args.history) if args.history else RunDir(args.weights_dir).history
     history = load_history(history_path)
-    path = loss_curves(history, Path(args.out_dir) / CURVES_FILE, log=args.log, show_steps=not args.no_steps)
+    path = loss_curves(history, Path(args.out_dir) / CURVES_FILE, title=title(history), log=args.log,
+                       show_steps=not args.no_steps)
     print(f"history {history_path}: {len(history['epochs'])} epochs, {len(history.get('steps') or [])} steps")
     print(f"wrote {path}")
     return path
+
+
+def title(history: dict) -> str:
+    """"Training curves, <dataset>, β = <β>, latent dim <D>" from the run's recorded config."""
+    try:
+        config = TrainConfig.from_dict(history.get("config") or {})
+    except (UserError, TypeError, ValueError):
+        return "Training curves"
+    return f"Training curves, {config.data.dataset}, β = {config.hparams.beta:g}, latent dim {config.model.latent_dim}"
 
 
 def main(argv=None) -> int:

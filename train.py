@@ -1,7 +1,7 @@
 """Train the β-VAE with hand-written gradients.
 
     python train.py                              # the seed's run: CelebA, 100 epochs, batch 512
-    python train.py --dataset faces              # the embedded faces, five minutes on a CPU
+    python train.py --dataset faces              # the embedded faces: a short run on a CPU
     python train.py --dataset faces --max-steps 20 --no-progress    # a smoke test
     python train.py --resume                     # continue from the newest checkpoint in weights/
     python train.py --epochs 150 --resume        # extend a finished run
@@ -20,7 +20,8 @@ import cli
 import imagedata
 from model.precision import COMPUTE_DTYPES
 from system.errors import UserError
-from training import PRESETS, TrainConfig, platform, signals, train
+from training import PRESETS, TrainConfig, devices, signals, train
+from training.config import PART_OF
 from training.monitor import Monitor
 
 
@@ -33,15 +34,15 @@ def build_parser():
     parser = cli.make_parser(__doc__)
     cli.add_data_arguments(parser, default_dataset="celeba")
     parser.set_defaults(dataset=None)  # the seed's CelebA, unless given: a resumed run keeps its own
-    seed = TrainConfig()
+    seed = TrainConfig.from_flat().flat()  # the seed's settings, by flat name
     preset = f"(default: {{}} as in the seed; the embedded datasets' presets differ: {PRESET_HELP})"
     run = parser.add_argument_group("run")
-    run.add_argument("--epochs", type=cli.positive_int, help="epochs to train " + preset.format(seed.epochs))
-    run.add_argument("--batch-size", type=cli.positive_int, help="images per step " + preset.format(seed.batch_size))
+    run.add_argument("--epochs", type=cli.positive_int, help="epochs to train " + preset.format(seed['epochs']))
+    run.add_argument("--batch-size", type=cli.positive_int, help="images per step " + preset.format(seed['batch_size']))
     run.add_argument("--max-steps", type=cli.non_negative_int, help="stop after this many steps in total (default: no limit)")
-    run.add_argument("--seed", type=int, help=f"seed of initialisation, shuffling and sampling noise (default: {seed.seed})")
+    run.add_argument("--seed", type=int, help=f"seed of initialisation, shuffling and sampling noise (default: {seed['seed']})")
     run.add_argument("--val-images", type=cli.non_negative_int,
-                     help="validation images scored after each epoch, 0 for none " + preset.format(seed.val_images))
+                     help="validation images scored after each epoch, 0 for none " + preset.format(seed['val_images']))
     run.add_argument("--weights-dir", default=cli.DEFAULT_WEIGHTS_DIR,
                      help=f"folder of epoch_N/ checkpoints and history.json (default: {cli.DEFAULT_WEIGHTS_DIR})")
     run.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --weights-dir")
@@ -51,9 +52,9 @@ def build_parser():
                      help="delete the run already in --weights-dir and start afresh (default: refuse to)")
     run.add_argument("--keep", type=cli.positive_int, help="keep only the newest N epoch checkpoints (default: all)")
     run.add_argument("--log-every", type=cli.positive_int,
-                     help=f"steps between reading metrics back from the device (default: {seed.log_every})")
+                     help=f"steps between reading metrics back from the device (default: {seed['log_every']})")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (one line per epoch)")
-    run.add_argument("--device", choices=platform.DEVICES, default="auto",
+    run.add_argument("--device", choices=devices.DEVICES, default="auto",
                      help="auto: a GPU when JAX has one, else the CPU; gpu: stop with the reason when JAX sees "
                           "no GPU; cpu: stay on the CPU (default: auto; docs/gpu.md)")
     run.add_argument("--sample-every", type=cli.positive_int, metavar="N",
@@ -72,15 +73,15 @@ def build_parser():
     run.add_argument("--process-id", type=cli.non_negative_int,
                      help="with --distributed: this process's index (default: $JAX_PROCESS_ID or detected)")
     hp = parser.add_argument_group("model and optimiser (defaults: the seed's)")
-    hp.add_argument("--latent-dim", type=cli.positive_int, help=f"size of the Gaussian latent (default: {seed.latent_dim})")
+    hp.add_argument("--latent-dim", type=cli.positive_int, help=f"size of the Gaussian latent (default: {seed['latent_dim']})")
     hp.add_argument("--channels", type=cli.positive_int, nargs="+",
-                    help=f"encoder conv widths, the decoder mirrors them (default: {' '.join(map(str, seed.channels))})")
-    hp.add_argument("--beta", type=cli.non_negative_float, help=f"weight β of the KL term (default: {seed.beta})")
-    hp.add_argument("--lr", type=cli.positive_float, help="AdamW learning rate α " + preset.format(seed.lr))
-    hp.add_argument("--beta1", dest="b1", type=cli.unit_interval, help=f"AdamW β₁ (default: {seed.b1})")
-    hp.add_argument("--beta2", dest="b2", type=cli.unit_interval, help=f"AdamW β₂ (default: {seed.b2})")
-    hp.add_argument("--adam-eps", dest="eps", type=cli.positive_float, help=f"AdamW ε (default: {seed.eps})")
-    hp.add_argument("--weight-decay", type=cli.non_negative_float, help=f"AdamW decoupled weight decay λ (default: {seed.weight_decay})")
+                    help=f"encoder conv widths, the decoder mirrors them (default: {' '.join(map(str, seed['channels']))})")
+    hp.add_argument("--beta", type=cli.non_negative_float, help=f"weight β of the KL term (default: {seed['beta']})")
+    hp.add_argument("--lr", type=cli.positive_float, help="AdamW learning rate α " + preset.format(seed['lr']))
+    hp.add_argument("--beta1", dest="b1", type=cli.unit_interval, help=f"AdamW β₁ (default: {seed['b1']})")
+    hp.add_argument("--beta2", dest="b2", type=cli.unit_interval, help=f"AdamW β₂ (default: {seed['b2']})")
+    hp.add_argument("--adam-eps", dest="eps", type=cli.positive_float, help=f"AdamW ε (default: {seed['eps']})")
+    hp.add_argument("--weight-decay", type=cli.non_negative_float, help=f"AdamW decoupled weight decay λ (default: {seed['weight_decay']})")
     hp.add_argument("--clip-norm", type=cli.positive_float, help="clip the gradient to this global L2 norm (default: no clipping)")
     hp.add_argument("--clip-value", type=cli.positive_float, help="clip each gradient element to [−c, c] (the seed used 1.0; default: off)")
     hp.add_argument("--compute-dtype", choices=COMPUTE_DTYPES,
@@ -89,14 +90,10 @@ def build_parser():
     return parser
 
 
-CONFIG_FLAGS = ("data_dir", "cache_dir", "limit", "split_file", "epochs", "batch_size", "max_steps", "seed", "val_images",
-                "log_every", "latent_dim", "channels", "beta", "lr", "b1", "b2", "eps", "weight_decay", "clip_norm",
-                "clip_value", "compute_dtype")
-
-
 def config_from_args(args) -> TrainConfig:
     """The run's TrainConfig: the seed's defaults, the dataset's preset, then the flags given."""
-    given = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
+    given = {name: getattr(args, name) for name in PART_OF
+             if name not in ("dataset", "crop") and getattr(args, name, None) is not None}
     if args.crop != imagedata.AUTO_CROP:  # given: a size, "square", or None for no crop
         given["crop"] = args.crop
     return TrainConfig.for_dataset(args.dataset, **given)
@@ -104,15 +101,15 @@ def config_from_args(args) -> TrainConfig:
 
 def _run(argv):
     args = build_parser().parse_args(argv)
-    platform.select(args.device)
+    devices.select(args.device)
     if args.distributed:
-        platform.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+        devices.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     if args.overwrite and (args.resume or args.resume_from):
         raise UserError("--overwrite starts afresh and --resume continues; give one of them.")
     config = config_from_args(args)
-    print(platform.describe())
+    print(devices.describe())
     if not (args.resume or args.resume_from):  # a resumed run's length is its checkpoint's
-        platform.warn_if_long(config)
+        devices.warn_if_long(config)
     monitor = Monitor(samples=not args.no_samples, sample_every=args.sample_every, tensorboard=args.tensorboard)
     summary = train(config, weights_dir=args.weights_dir, resume=args.resume, resume_from=args.resume_from,
                     overwrite=args.overwrite, keep=args.keep, progress=not args.no_progress, monitor=monitor)

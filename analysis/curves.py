@@ -90,7 +90,8 @@ def step_positions(epochs, steps) -> np.ndarray:
     return positions
 
 
-def loss_curves(history: dict, path, *, log: bool = False, show_steps: bool = True) -> Path:
+def loss_curves(history: dict, path, *, title: str = "Training curves", log: bool = False,
+                show_steps: bool = True) -> Path:
     """Draw the three panels of ``history`` into ``path`` (a PNG of FIGSIZE x DPI pixels)."""
     epochs = history["epochs"]
     steps = [s for s in history.get("steps") or [] if isinstance(s, dict)] if show_steps else []
@@ -130,20 +131,5 @@ def loss_curves(history: dict, path, *, log: bool = False, show_steps: bool = Tr
     axes[-1].set_xlim(low, last + 0.25)
     if last - low <= 20:
         axes[-1].set_xticks(np.arange(math.ceil(low), math.floor(last) + 1))
-    fig.suptitle(_title(history), fontsize=12)
+    fig.suptitle(title, fontsize=12)
     return save_figure(fig, path)
-
-
-def _title(history) -> str:
-    config = history.get("config") if isinstance(history.get("config"), dict) else {}
-    train = config.get("train") if isinstance(config.get("train"), dict) else {}
-    data = config.get("data") if isinstance(config.get("data"), dict) else {}
-    model = config.get("model") if isinstance(config.get("model"), dict) else {}
-    parts = ["Training curves"]
-    if data.get("dataset"):
-        parts.append(str(data["dataset"]))
-    if train.get("beta") is not None:
-        parts.append(f"β = {train['beta']:g}" if isinstance(train["beta"], (int, float)) else f"β = {train['beta']}")
-    if model.get("latent_dim") is not None:
-        parts.append(f"latent dim {model['latent_dim']}")
-    return ", ".join(parts)

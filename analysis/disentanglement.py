@@ -41,11 +41,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from model import architecture
+from model import Architecture
 from system.errors import UserError
 
-from .evaluation import encode_all
-from .image_metrics import active_units
+from .evaluation import encode_images
+from .image_metrics import ACTIVE_THRESHOLD, active_units
 
 CodeFn = Callable[[np.ndarray], np.ndarray]
 SampleFn = Callable[[np.random.Generator, int], np.ndarray]
@@ -393,23 +393,22 @@ def mig(mu: np.ndarray, factors: np.ndarray, num_bins: int = 20) -> dict:
 
 RESULTS_FILE = "disentanglement.json"
 DEFAULT_SIZES = {"num_train": 1000, "num_test": 500, "pairs": 32, "mig_samples": 10000, "mig_bins": 40}
-ACTIVE_THRESHOLD = 0.01
 ENCODE_CHUNK = 256
 
 
 def encode_means(params, images, chunk: int = ENCODE_CHUNK) -> np.ndarray:
     """Posterior means μ (N, D) float64 of uint8 images (N, 3, 64, 64), in padded chunks of ``chunk``."""
     if len(images) == 0:
-        return np.zeros((0, architecture(params)["latent_dim"]))
-    return encode_all(params, images, chunk)[0].astype(np.float64)
+        return np.zeros((0, Architecture.of(params).latent_dim))
+    return encode_images(params, images, chunk)[0].astype(np.float64)
 
 
 def check_model(params, dataset) -> None:
     """Raise UserError unless the model takes the 3×S×S images of ``dataset`` (a module with factors)."""
-    arch = architecture(params)
+    arch = Architecture.of(params)
     size = dataset.IMAGE_SIZE
-    if arch["in_channels"] != 3 or arch["image_size"] != size:
-        raise UserError(f"The model takes {arch['in_channels']}x{arch['image_size']}x{arch['image_size']} images, "
+    if arch.in_channels != 3 or arch.image_size != size:
+        raise UserError(f"The model takes {arch.in_channels}x{arch.image_size}x{arch.image_size} images, "
                         f"but the dataset's are 3x{size}x{size}.")
 
 

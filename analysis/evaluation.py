@@ -5,17 +5,19 @@ chunks of one size, the last one padded, so each function compiles once per chun
 """
 from __future__ import annotations
 
+import functools
+
 import jax.numpy as jnp
 import numpy as np
 
-from model import decode, encode, reconstruct, to_float
+import model
+from model.elbo import negative_elbo, residual, squared_error
 from system.errors import UserError
 from system.xla import compiled
 
-from .image_metrics import active_units, kl_per_dimension, psnr, ssim, ssim_global
+from .image_metrics import ACTIVE_THRESHOLD, active_units, mean_kl_per_dimension, psnr, ssim, ssim_global
 
 CHUNK = 250
-ACTIVE_THRESHOLD = 0.01
 TABLE_TOP_DIMS = 5
 
 
@@ -43,24 +45,27 @@ def map_chunks(fn, x, size: int = CHUNK) -> dict:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def encode_all(params, images, size: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
+def encode_images(params, images, size: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
     """(mu, logvar) as float32 NumPy (N, D) of uint8 or [0, 1] images (N, 3, H, W)."""
-    out = map_chunks(lambda x: dict(zip(("mu", "logvar"), encode(params, x))), images, size)
+    vae = model.vae_of(params)
+    out = map_chunks(lambda x: dict(zip(("mu", "logvar"), vae.encode(params, x))), images, size)
     return out["mu"], out["logvar"]
 
 
-def decode_all(params, z, size: int = CHUNK) -> np.ndarray:
+def decode_latents(params, z, size: int = CHUNK) -> np.ndarray:
     """Decoded images (N, 3, H, W) float32 in [0, 1] of latent codes (N, D)."""
-    out = map_chunks(lambda c: {"x": decode(params, c)}, np.asarray(z, np.float32), size)
+    vae = model.vae_of(params)
+    out = map_chunks(lambda c: {"x": vae.decode(params, c)}, np.asarray(z, np.float32), size)
     return np.clip(out["x"], 0.0, 1.0)
 
 
 def loss_on(params, images, beta: float, size: int = 256) -> dict:
     """Mean recon, KL and loss recon + β·KL over ``images`` (uint8), decoding μ."""
-    stats = map_chunks(lambda x: {k: v for k, v in reconstruct(params, x).items() if k in ("recon", "kl")},
+    vae = model.vae_of(params)
+    stats = map_chunks(lambda x: {k: v for k, v in vae.reconstruct(params, x).items() if k in ("recon", "kl")},
                        images, size)
     recon, kl = float(stats["recon"].mean()), float(stats["kl"].mean())
-    return {"loss": recon + beta * kl, "recon": recon, "kl": kl}
+    return {"loss": negative_elbo(recon, kl, beta), "recon": recon, "kl": kl}
 
 
 def _quality(x_hat, x):
@@ -69,20 +74,20 @@ def _quality(x_hat, x):
             "recon_rgb": jnp.mean(x_hat, axis=(2, 3)), "original_rgb": jnp.mean(x, axis=(2, 3))}
 
 
-@compiled
-def _image_stats(params, x):
-    """Per-image statistics of one chunk, reconstructed from μ."""
-    out = reconstruct(params, x)
+@functools.partial(compiled, static_argnums=0)
+def _image_stats(vae, params, x):
+    """Per-image statistics of one chunk, reconstructed from μ by ``vae`` (a model.VAE)."""
+    out = dict(vae.reconstruct(params, x))
     x_hat = out.pop("x_hat")
-    return dict(out, **_quality(x_hat, to_float(x)))
+    return dict(out, **_quality(x_hat, model.to_float(x)))
 
 
 @compiled
 def _constant_stats(output, x):
     """Per-image statistics of one fixed output image (3,H,W) for every image of the chunk."""
-    x = to_float(x)
+    x = model.to_float(x)
     x_hat = jnp.broadcast_to(output, x.shape)
-    return dict(recon=jnp.sum((x_hat - x) ** 2, axis=(1, 2, 3)), **_quality(x_hat, x))
+    return dict(recon=squared_error(residual(x_hat, x)), **_quality(x_hat, x))
 
 
 def _summary(stats) -> dict:
@@ -116,7 +121,8 @@ def mean_image(images, size: int = 4096) -> np.ndarray:
 
 def per_image_stats(params, images, size: int = CHUNK) -> dict:
     """{name: (N, ...) NumPy}: mu, logvar, recon, kl, ssim, ssim_global, psnr, recon_rgb, original_rgb."""
-    return map_chunks(lambda x: _image_stats(params, x), images, size)
+    vae = model.vae_of(params)
+    return map_chunks(lambda x: _image_stats(vae, params, x), images, size)
 
 
 def _mean_std(values) -> tuple[float, float]:
@@ -129,12 +135,12 @@ def compute_metrics(params, images, *, beta: float, size: int = CHUNK, active_th
     if len(images) == 0:
         raise UserError("there are no images to evaluate.")
     stats = per_image_stats(params, images, size)
-    kl_dims = kl_per_dimension(stats["mu"], stats["logvar"])
+    kl_dims = mean_kl_per_dimension(stats["mu"], stats["logvar"])
     active, variances = active_units(stats["mu"], active_threshold)
     summary = _summary(stats)
     kl_mean = _mean_std(stats["kl"])[0]
     return {
-        **summary, "kl": kl_mean, "beta": float(beta), "elbo": summary["recon_loss"] + float(beta) * kl_mean,
+        **summary, "kl": kl_mean, "beta": float(beta), "elbo": negative_elbo(summary["recon_loss"], kl_mean, float(beta)),
         "active_units": int(active), "active_threshold": float(active_threshold),
         "latent_dim": int(stats["mu"].shape[1]),
         "kl_per_dim": [float(v) for v in kl_dims],

@@ -17,12 +17,12 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from model import architecture, to_float  # noqa: E402
+from model import Architecture, to_float  # noqa: E402
 from system.errors import UserError  # noqa: E402
 from system.files import atomic_write  # noqa: E402
 
 from . import latents  # noqa: E402
-from .evaluation import decode_all, encode_all  # noqa: E402
+from .evaluation import decode_latents, encode_images  # noqa: E402
 
 DPI = 100
 SCALE = 2            # screen pixels per image pixel
@@ -152,8 +152,8 @@ def reconstruction_grid(params, images, path, *, mu=None, indices=None) -> Path:
     ``mu``: the images' posterior means when already computed.
     """
     if mu is None:
-        mu, _ = encode_all(params, images)
-    recon = decode_all(params, mu)
+        mu, _ = encode_images(params, images)
+    recon = decode_latents(params, mu)
     indices = range(len(images)) if indices is None else indices
     return image_grid([list(images), list(recon)], path, row_labels=["original", "reconstruction"],
                       col_labels=[f"#{i}" for i in indices],
@@ -165,9 +165,9 @@ def prior_samples(params, num_samples: int, seed: int) -> np.ndarray:
 
     (NumPy rather than jax.random: the same draws on every backend, and no PRNG kernel to compile.)
     """
-    latent_dim = architecture(params)["latent_dim"]
+    latent_dim = Architecture.of(params).latent_dim
     z = np.random.default_rng(seed).standard_normal((num_samples, latent_dim), dtype=np.float32)
-    return decode_all(params, z)
+    return decode_latents(params, z)
 
 
 def samples_grid(params, num_samples: int, seed: int, path) -> Path:
@@ -187,11 +187,11 @@ def traversal_grid(params, image, kl, path, *, mu=None, num_dims=8, steps=9, rel
     Returns (path, the dimensions shown).
     """
     if mu is None:
-        mu = encode_all(params, np.asarray(image)[None])[0][0]
+        mu = encode_images(params, np.asarray(image)[None])[0][0]
     dims = latents.rank_dimensions(kl)[:num_dims]
     values = latents.traversal_values(steps)
     z = latents.traversal_latents(mu, dims, values, relative=relative)
-    decoded = decode_all(params, z.reshape(-1, z.shape[-1])).reshape(z.shape[:2] + (-1,) + image.shape[-2:])
+    decoded = decode_latents(params, z.reshape(-1, z.shape[-1])).reshape(z.shape[:2] + (-1,) + image.shape[-2:])
     grid = [[image if i == 0 else None] + list(decoded[i]) for i in range(len(dims))]
     sign = "Δ" if relative else ""
     col_labels = [f"input #{index}"] + [sign + latents.format_value(v) for v in values]
@@ -213,10 +213,10 @@ def interpolation_figure(params, images, pairs, path, *, steps=8, mode="linear",
         raise UserError(f"image index {needed - 1} is past the {len(images)} test images available; "
                         f"pick indices below {len(images)}.")
     used = sorted({i for p in pairs for i in p})
-    mu, _ = encode_all(params, images[used])
+    mu, _ = encode_images(params, images[used])
     code = {i: mu[k] for k, i in enumerate(used)}
     codes = np.stack([latents.interpolate_latents(code[a], code[b], steps, mode) for a, b in pairs])
-    decoded = decode_all(params, codes.reshape(-1, codes.shape[-1]))
+    decoded = decode_latents(params, codes.reshape(-1, codes.shape[-1]))
     decoded = decoded.reshape(codes.shape[:2] + decoded.shape[1:])
     grid = [[images[a]] + list(row) + [images[b]] for (a, b), row in zip(pairs, decoded)]
     times = latents.interpolation_times(steps)

@@ -40,7 +40,7 @@ Latent statistics (NumPy)
   A latent dimension ``u`` is active when ``Cov_x(E_{q(u|x)}[u]) > 0.01``,
   i.e. when the variance across the data set of its posterior mean exceeds
   the threshold.
-* :func:`kl_per_dimension` -- data-averaged KL(q(z_j|x) || N(0, 1)) of each
+* :func:`mean_kl_per_dimension` -- data-averaged KL(q(z_j|x) || N(0, 1)) of each
   latent dimension for a diagonal Gaussian posterior.
 """
 
@@ -49,6 +49,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from model.elbo import kl_per_dimension
 
 __all__ = [
     "SSIM_WIN_SIZE",
@@ -62,9 +64,12 @@ __all__ = [
     "ssim_global",
     "psnr",
     "active_units",
-    "kl_per_dimension",
+    "mean_kl_per_dimension",
+    "ACTIVE_THRESHOLD",
 ]
 
+ACTIVE_THRESHOLD = 0.01
+"""A latent unit is active when the variance of its posterior mean exceeds this (Burda et al. 2016)."""
 SSIM_WIN_SIZE = 11
 """Side of the Gaussian SSIM window (Wang et al. 2004)."""
 SSIM_SIGMA = 1.5
@@ -233,7 +238,7 @@ def psnr(a: jax.Array, b: jax.Array) -> jax.Array:
     return -10.0 * jnp.log10(mse)
 
 
-def active_units(mu, threshold: float = 0.01) -> tuple[int, np.ndarray]:
+def active_units(mu, threshold: float = ACTIVE_THRESHOLD) -> tuple[int, np.ndarray]:
     """Number of active latent units (Burda et al. 2016).
 
     Unit ``j`` is active when ``Var_x(E[z_j | x]) > threshold``: the variance
@@ -255,13 +260,11 @@ def active_units(mu, threshold: float = 0.01) -> tuple[int, np.ndarray]:
     return int(np.sum(variances > threshold)), variances
 
 
-def kl_per_dimension(mu, logvar) -> np.ndarray:
+def mean_kl_per_dimension(mu, logvar) -> np.ndarray:
     """Data-averaged KL divergence of each latent dimension from N(0, 1).
 
-    For a diagonal Gaussian posterior ``q(z|x) = N(mu, exp(logvar))``, the KL
-    of dimension ``j`` is ``0.5 * (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2)``;
-    this averages it over the ``N`` images.  The values sum to the average
-    KL term of the ELBO.
+    The per-image, per-dimension KL is ``model.elbo.kl_per_dimension``; this averages it over
+    the ``N`` images, in float64. The values sum to the average KL term of the ELBO.
 
     Args:
       mu, logvar: ``(N, D)`` posterior means and log-variances.
@@ -273,5 +276,4 @@ def kl_per_dimension(mu, logvar) -> np.ndarray:
     logvar = np.asarray(logvar, dtype=np.float64)
     if mu.shape != logvar.shape or mu.ndim != 2:
         raise ValueError(f"expected two (N, D) arrays, got {mu.shape} and {logvar.shape}")
-    kl = 0.5 * (mu * mu + np.exp(logvar) - 1.0 - logvar)
-    return kl.mean(axis=0)
+    return kl_per_dimension(mu, logvar).mean(axis=0)

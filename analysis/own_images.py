@@ -4,25 +4,23 @@ from __future__ import annotations
 import numpy as np
 
 import imagedata
+from imagedata import DataOptions
 from imagedata.decoding import SQUARE, load_image
-from model import architecture
+from model import Architecture
 
 
-def checkpoint_crop(config: dict, crop=None):
+def checkpoint_crop(data: DataOptions, crop=None):
     """The crop a checkpoint's dataset used (``crop``, e.g. a --crop flag, wins); for generated
-    datasets, which were never cropped, the largest centred square."""
-    data = config.get("data") if isinstance(config, dict) else None
-    data = data if isinstance(data, dict) else {}
-    dataset = data.get("dataset")
-    if crop is None:
-        if dataset in imagedata.GENERATED or dataset is None:
-            return SQUARE
-        crop = data.get("crop", imagedata.AUTO_CROP)
-    return imagedata.resolve_crop(dataset, crop)
+    datasets, which were never cropped, and unrecorded ones, the largest centred square."""
+    if crop is not None:
+        return imagedata.resolve_crop(data.dataset, crop)
+    if data.dataset in imagedata.GENERATED or data.dataset is None:
+        return SQUARE
+    return data.crop
 
 
-def load_files(paths, params, config: dict, crop=None) -> np.ndarray:
-    """uint8 (N, 3, S, S) of image files, S the checkpoint's image size; UserError naming a bad file."""
-    size = architecture(params)["image_size"]
-    crop = checkpoint_crop(config, crop)
+def load_files(paths, params, data: DataOptions, crop=None) -> np.ndarray:
+    """uint8 (N, 3, S, S) of image files, S the model's image size; UserError naming a bad file."""
+    size = Architecture.of(params).image_size
+    crop = checkpoint_crop(data, crop)
     return np.stack([load_image(p, crop, size) for p in paths])

@@ -26,10 +26,9 @@ import time
 import numpy as np
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import imagedata  # noqa: E402
-from imagedata import batches, decoding, shapes  # noqa: E402
+import imagedata
+from imagedata import batches, decoding, shapes
 
 
 def synthetic_celeba(folder: str, n: int, seed: int = 0) -> None:
@@ -57,13 +56,12 @@ def synthetic_celeba(folder: str, n: int, seed: int = 0) -> None:
 
 def bench_decode(data_dir: str, n: int, workers: int, cache_dir: str) -> tuple:
     start = time.perf_counter()
-    images = imagedata.load_split("celeba", "train", data_dir=data_dir, cache_dir=cache_dir, limit=n,
-                                  num_workers=workers, progress=False)
+    options = imagedata.DataOptions("celeba", data_dir=data_dir, cache_dir=cache_dir, limit=n)
+    images = imagedata.load(options, "train", num_workers=workers, progress=False)
     build = time.perf_counter() - start
     count = len(images)
     start = time.perf_counter()
-    again = imagedata.load_split("celeba", "train", data_dir=data_dir, cache_dir=cache_dir, limit=n,
-                                 num_workers=workers, progress=False)
+    again = imagedata.load(options, "train", num_workers=workers, progress=False)
     np.asarray(again[-1]).sum()
     reload = time.perf_counter() - start
     return count, build, reload
@@ -73,12 +71,12 @@ def bench_batches(images, batch_size: int, epochs: int) -> tuple:
     import jax
 
     key = jax.random.key(0)
-    for b in batches.iterate_batches(images, batch_size, jax.random.fold_in(key, 10_000), as_float=True):
+    for b in batches.iterate_batches(images, batch_size, jax.random.fold_in(key, 10_000)):
         b.block_until_ready()  # warm-up epoch: compiles the permutation and the gather
     steps = 0
     start = time.perf_counter()
     for e in range(epochs):
-        for b in batches.iterate_batches(images, batch_size, jax.random.fold_in(key, e), as_float=True):
+        for b in batches.iterate_batches(images, batch_size, jax.random.fold_in(key, e)):
             b.block_until_ready()
             steps += 1
     return steps, time.perf_counter() - start

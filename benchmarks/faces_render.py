@@ -13,13 +13,10 @@ Example::
 """
 
 import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from imagedata import faces  # noqa: E402
+from imagedata import faces
 
 
 def best_time(fn, repeats: int) -> float:

@@ -36,17 +36,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-
-import model  # noqa: E402
-from imagedata import shapes  # noqa: E402
-from imagedata.batches import iterate_batches  # noqa: E402
-from model import conv, fast_conv  # noqa: E402
-from system import heap  # noqa: E402
-from model.model import _train_step  # noqa: E402
-from train_step import autodiff_step, flops_per_image  # noqa: E402
+import model
+from imagedata import shapes
+from imagedata.batches import iterate_batches
+from model import conv, fast_conv
+from system import heap
+from train_step import autodiff_step, flops_per_image
 
 CELEBA_IMAGES = 202_599
 RESULTS = {}
@@ -105,7 +100,8 @@ class Contender:
         self.name, self.images, self.batch_size = name, images, batch_size
         self.formulation, self.compute_dtype = formulation, compute_dtype
         if formulation is not None:
-            self.step = jax.jit(lambda s, x, k: _train_step(s, x, k, compute_dtype, formulation), donate_argnums=0)
+            vae = model.VAE(conv=formulation)  # a fresh VAE: its compiled step is its own
+            self.step = lambda s, x, k: vae.train_step(s, x, k, compute_dtype=compute_dtype)
         else:
             self.step = step
         params = model.init_params(jax.random.PRNGKey(0))
@@ -297,7 +293,8 @@ def main():
         train_x, test_x = jnp.asarray(train_x), jnp.asarray(test_x)
         eval_loss = jax.jit(lambda p, x, e: model.loss_and_grads(p, x, e, 0.5)[0])
         eps_test = jax.random.normal(jax.random.PRNGKey(99), (test_x.shape[0], 128))
-        steps_fns = {dt: jax.jit(lambda s, x, k, dt=dt: _train_step(s, x, k, dt), donate_argnums=0)
+        vae = model.build()
+        steps_fns = {dt: lambda s, x, k, dt=dt: vae.train_step(s, x, k, compute_dtype=dt)
                      for dt in ("float32", "bfloat16")}
         rows = {}
         print(f"{args.compare_steps} steps of {args.batch_size} from one initialisation, the same batches and noise; "

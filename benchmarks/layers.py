@@ -19,21 +19,18 @@ Examples::
     python benchmarks/layers.py --batch-size 512 --repeats 5
 """
 import argparse
-import os
 import statistics
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from model import fast_conv  # noqa: E402
-from system import heap  # noqa: E402
-from model.conv import conv2d, lax_conv2d_input_grad, lax_conv2d_weight_grad  # noqa: E402
-from model.fast_conv import depth_to_space, im2col, space_to_depth, weight_from_s2d, weight_to_s2d  # noqa: E402
+from model import fast_conv
+from system import heap
+from model.conv import conv2d, lax_conv2d_input_grad, lax_conv2d_weight_grad
+from model.fast_conv import depth_to_space, im2col, space_to_depth, weight_from_s2d, weight_to_s2d
 
 # (layers, conv input channels C, conv output channels O, conv input size H)
 SHAPES = [("conv1 / deconv3", 3, 32, 64), ("conv2 / deconv2", 32, 64, 32), ("conv3 / deconv1", 64, 128, 16)]

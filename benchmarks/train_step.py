@@ -28,62 +28,35 @@ import argparse
 import os
 import resource
 import statistics
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import model  # noqa: E402
-from model import adamw  # noqa: E402
-from system import heap, xla  # noqa: E402
-from model.model import _train_step  # noqa: E402
-from model.elbo import per_image  # noqa: E402
-from model.clip import clip_by_global_norm, clip_by_value, global_norm  # noqa: E402
+import model
+from model import adamw
+from model.clip import clip_by_global_norm, clip_by_value, global_norm
+from reference import reference_loss
+from system import heap, xla
 
 
-def flops_per_image(arch=model.DEFAULT_ARCHITECTURE):
+def flops_per_image(arch=model.Architecture()):
     """(forward, training step) multiply-adds ×2 per image, from the layer shapes.
 
     Forward: every conv/transposed conv is 2·C·O·K²·(pixels on its strided side), every Dense
     2·I·O. The step is the forward plus a backward of twice that, less conv1's input gradient,
     which is never formed.
     """
-    sizes = (arch["in_channels"],) + tuple(arch["channels"])
-    size = arch["image_size"]
+    sizes = (arch.in_channels,) + arch.channels
+    size = arch.image_size
     convs = []
     for c, o in zip(sizes[:-1], sizes[1:]):
         size //= 2
         convs.append(2 * c * o * 16 * size * size)  # output pixels of the conv = input pixels of its transpose
     flat = sizes[-1] * size * size
-    dense = 2 * flat * 2 * arch["latent_dim"] + 2 * arch["latent_dim"] * flat
+    dense = 2 * flat * 2 * arch.latent_dim + 2 * arch.latent_dim * flat
     forward = 2 * sum(convs) + dense
     return forward, 3 * forward - convs[0]
-
-
-def reference_loss(params, x, eps, beta):
-    """The model as a user would write it for ``jax.grad``: lax convolutions, NCHW."""
-    dn = ("NCHW", "OIHW", "NCHW")
-    h = x
-    for i in (1, 2, 3):
-        h = lax.conv_general_dilated(h, params[f"encoder.conv{i}.weight"], (2, 2), ((1, 1), (1, 1)), dimension_numbers=dn)
-        h = jax.nn.relu(h + params[f"encoder.conv{i}.bias"][None, :, None, None])
-    h = h.reshape(h.shape[0], -1)
-    mu = h @ params["encoder.fc_mu.weight"].T + params["encoder.fc_mu.bias"]
-    logvar = h @ params["encoder.fc_logvar.weight"].T + params["encoder.fc_logvar.bias"]
-    z = mu + jnp.exp(0.5 * logvar) * eps
-    h = z @ params["decoder.fc.weight"].T + params["decoder.fc.bias"]
-    h = h.reshape(h.shape[0], params["decoder.deconv1.weight"].shape[0], 8, 8)
-    for i in (1, 2, 3):
-        h = lax.conv_transpose(h, params[f"decoder.deconv{i}.weight"], (2, 2), ((2, 2), (2, 2)),
-                               dimension_numbers=dn, transpose_kernel=True)
-        h = h + params[f"decoder.deconv{i}.bias"][None, :, None, None]
-        h = jax.nn.sigmoid(h) if i == 3 else jax.nn.relu(h)
-    recon, kl = (term.mean() for term in per_image(h, x, mu, logvar))  # the objective, model/elbo.py
-    return recon + beta * kl, (recon, kl)
 
 
 def _autodiff_step(state, x, key):
@@ -94,8 +67,7 @@ def _autodiff_step(state, x, key):
     (loss, (recon, kl)), grads = jax.value_and_grad(reference_loss, has_aux=True)(params, x, eps, hp.beta)
     norm = global_norm(grads)
     grads = clip_by_value(clip_by_global_norm(grads, hp.clip_norm, norm), hp.clip_value)
-    opt_hp = adamw.AdamWHyperparams(hp.lr, hp.b1, hp.b2, hp.eps, hp.weight_decay)
-    params, opt = adamw.update(params, grads, state.opt, opt_hp)
+    params, opt = adamw.update(params, grads, state.opt, hp.adamw)
     return model.TrainState(params, opt, hp), {"loss": loss, "recon": recon, "kl": kl, "grad_norm": norm}
 
 
@@ -103,7 +75,7 @@ autodiff_step = jax.jit(_autodiff_step, donate_argnums=0)
 # Fresh functions, not the same ones jitted again: jax.jit caches traces by function, so a
 # second jit of one function would reuse the first trace.
 autodiff_step_with_options = xla.compiled(lambda state, x, key: _autodiff_step(state, x, key), donate_argnums=0)
-manual_step_xla_defaults = jax.jit(lambda state, x, key: _train_step(state, x, key), donate_argnums=0)
+manual_step_xla_defaults = jax.jit(lambda state, x, key: model.build().step(state, x, key), donate_argnums=0)
 
 
 class JaxContender:

@@ -12,7 +12,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from model import to_float
 from system.errors import UserError
 
 def to_device(images: np.ndarray, sharding=None) -> "jax.Array":
@@ -32,21 +31,19 @@ def num_batches(num_images: int, batch_size: int) -> int:
 
 @functools.lru_cache(maxsize=None)
 def _gather_fn():
-    @functools.partial(jax.jit, static_argnames=("batch_size", "as_float"))
-    def gather(images, perm, i, *, batch_size, as_float):
+    @functools.partial(jax.jit, static_argnames="batch_size")
+    def gather(images, perm, i, *, batch_size):
         idx = jax.lax.dynamic_slice_in_dim(perm, i * batch_size, batch_size)
-        batch = jnp.take(images, idx, axis=0, mode="clip")
-        return to_float(batch) if as_float else batch
+        return jnp.take(images, idx, axis=0, mode="clip")
 
     return gather
 
 
-def iterate_batches(images, batch_size: int, key, *, as_float: bool = False) -> Iterator["jax.Array"]:
+def iterate_batches(images, batch_size: int, key) -> Iterator["jax.Array"]:
     """One epoch of shuffled batches (B, 3, H, W) on the device; the remainder is dropped.
 
     The order is ``jax.random.permutation(key, N)``, computed on the device,
-    so the same key gives the same batches. ``as_float`` converts each batch
-    to float32 in [0, 1] on the device.
+    so the same key gives the same batches. They stay uint8: the step converts them.
     """
     batch_size = int(batch_size)
     if batch_size < 1:
@@ -62,6 +59,6 @@ def iterate_batches(images, batch_size: int, key, *, as_float: bool = False) -> 
 
     def epoch():
         for i in range(steps):
-            yield gather(images, perm, i, batch_size=batch_size, as_float=as_float)
+            yield gather(images, perm, i, batch_size=batch_size)
 
     return epoch()

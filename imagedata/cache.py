@@ -210,7 +210,7 @@ def _decode_into(tmp: str, kind, path, members, key, crop, size, num_workers, pr
     count, skipped = 0, []
     with tqdm(total=n, unit="img", desc=f"decoding {key['dataset']} {key['split']}", disable=not progress,
               dynamic_ncols=True) as bar:
-        for images, bad, done in decoding.decode_all(tasks, num_workers):
+        for images, bad, done in decoding.decode_in_workers(tasks, num_workers):
             arr[count:count + len(images)] = images
             count += len(images)
             skipped.extend(bad)

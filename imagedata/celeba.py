@@ -282,12 +282,12 @@ def cache_stem(split, crop, image_size, limit) -> str:
     return f"celeba_{split}_{crop_tag}_{image_size}px" + ("" if limit is None else f"_first{limit}")
 
 
-def cache_paths(split, *, crop=decoding.DEFAULT_CROP, image_size=decoding.IMAGE_SIZE, limit=None, cache_dir=None):
+def split_cache_files(split, *, crop=decoding.DEFAULT_CROP, image_size=decoding.IMAGE_SIZE, limit=None, cache_dir=None):
     """(array .npy path, manifest .json path) of one CelebA split's cache."""
     return cache.cache_paths(cache_stem(split, crop, image_size, limit), cache_dir)
 
 
-def load(split, *, data_dir=None, crop=decoding.DEFAULT_CROP, image_size=decoding.IMAGE_SIZE, limit=None,
+def load_split(split, *, data_dir=None, crop=decoding.DEFAULT_CROP, image_size=decoding.IMAGE_SIZE, limit=None,
          cache_dir=None, num_workers=None, progress=True):
     """(uint8 images (N, 3, image_size, image_size), cache info) of one CelebA split."""
     if crop is not None and crop > min(CELEBA_FRAME):

@@ -104,7 +104,7 @@ def default_num_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def decode_all(tasks: list, num_workers: int) -> Iterator[tuple[np.ndarray, list, int]]:
+def decode_in_workers(tasks: list, num_workers: int) -> Iterator[tuple[np.ndarray, list, int]]:
     """Results of ``_decode_chunk`` for every task, in order."""
     if num_workers <= 1 or len(tasks) <= 1:
         try:

@@ -59,9 +59,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import factors as factors_
-from .factors import SPLITS  # noqa: F401  (part of the dataset interface)
-
-IMAGE_SIZE = 64
+from .decoding import IMAGE_SIZE
+from .options import SPLITS  # noqa: F401  (part of the dataset interface)
 FACTOR_LEVELS = {
     "background": ("sky", "mint", "peach", "lavender"),
     "Pale_Skin": ("pale", "light", "tan", "dark"),
@@ -415,8 +414,11 @@ def render(factors) -> np.ndarray:
     return out
 
 
+DATASET = factors_.FactorDataset("faces", FACTOR_NAMES, FACTOR_SIZES, render, base_seed=BASE_SEED,
+                                 default_sizes=DEFAULT_SIZES, levels=FACTOR_LEVELS, doc=__doc__)
 # the interface every dataset with factors has (imagedata/factors.py)
-sample_factors, flat_index, split_of, split_factors, make_split, main = factors_.interface(__name__, "faces")
+sample_factors, flat_index, split_of = DATASET.sample_factors, DATASET.flat_index, DATASET.split_of
+split_factors, make_split, main = DATASET.split_factors, DATASET.make_split, DATASET.main
 
 
 if __name__ == "__main__":

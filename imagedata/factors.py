@@ -2,17 +2,17 @@
 
 Uniform, independent factor draws; a fixed hash of each factor combination that gives it to
 train (90 %), val (5 %) or test (5 %), so held-out images are never training images; one seeded
-sequence per split, of which a smaller ``n`` is a prefix; and the sample-grid command.
+sequence per split, of which a smaller ``n`` is a prefix; and the sample-grid command. Each
+dataset module defines one ``FactorDataset`` and exports its methods.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
 from PIL import Image
 
-SPLITS = ("train", "val", "test")
+from .options import SPLITS
 HASH_BUCKETS = 20  # bucket 0 -> test, 1 -> val, 2..19 -> train
 DRAW_BLOCK = 4096
 
@@ -52,22 +52,6 @@ def split_of_index(flat) -> np.ndarray:
     return np.where(bucket == 0, 2, np.where(bucket == 1, 1, 0))
 
 
-def split_sequence(dataset, split: str, n: int | None) -> np.ndarray:
-    """The first ``n`` factor vectors of ``split``: uniform draws seeded per split, kept when
-    ``dataset.split_of`` gives them to ``split``. ``dataset``: the module (its ``BASE_SEED``,
-    ``DEFAULT_SIZES``, ``FACTOR_SIZES``, ``sample_factors`` and ``split_of``)."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    n = dataset.DEFAULT_SIZES[split] if n is None else int(n)
-    if n < 0:
-        raise ValueError("n must be non-negative")
-    rng = np.random.default_rng(np.random.SeedSequence([dataset.BASE_SEED, SPLITS.index(split)]))
-    parts, have = [], 0
-    while have < n:
-        block = dataset.sample_factors(rng, DRAW_BLOCK)
-        parts.append(block[dataset.split_of(block) == SPLITS.index(split)])
-        have += len(parts[-1])
-    return np.concatenate(parts)[:n] if parts else np.zeros((0, len(dataset.FACTOR_SIZES)), np.int64)
 
 
 def grid(images: np.ndarray, cols: int = 8) -> np.ndarray:
@@ -82,54 +66,63 @@ def grid(images: np.ndarray, cols: int = 8) -> np.ndarray:
     return out
 
 
-def sample_grid_main(dataset, noun: str, argv=None) -> None:
-    """The command of a dataset module: write a PNG grid of ``--n`` images of a split."""
-    parser = argparse.ArgumentParser(description=dataset.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--split", choices=SPLITS, default="train", help="which split to draw from (default: train)")
-    parser.add_argument("--n", type=int, default=32, help=f"number of {noun} to draw (default: 32)")
-    parser.add_argument("--out", default=f"{noun}.png", help=f"where to write the PNG grid (default: {noun}.png)")
-    args = parser.parse_args(argv)
-    images, factors = dataset.make_split(args.split, args.n)
-    Image.fromarray(grid(images)).save(args.out)
-    print(f"wrote {len(images)} {args.split} {noun} to {args.out}")
-    levels = getattr(dataset, "FACTOR_LEVELS", {})
-    for row in factors[:4]:
-        print("  " + ", ".join(f"{k}={levels[k][v] if k in levels else v}"
-                               for k, v in zip(dataset.FACTOR_NAMES, row.tolist())))
+class FactorDataset:
+    """An embedded dataset rendered from known factors, with splits fixed by each combination.
 
-
-def interface(module_name: str, noun: str):
-    """The functions every dataset module with factors exports, bound to the module ``module_name``
-    (its ``FACTOR_NAMES``, ``FACTOR_SIZES``, ``BASE_SEED``, ``DEFAULT_SIZES`` and ``render``):
-
-        sample_factors(rng, n)        n uniform factor vectors, int64 (n, K)
-        flat_index(factors)           each combination's position in the product grid (row-major)
-        split_of(factors)             which split owns each combination: 0 train, 1 val, 2 test
-        split_factors(split, n=None)  the factors of ``make_split`` without rendering them
-        make_split(split, n=None)     (uint8 images (N, 3, 64, 64), int64 factors (N, K))
-        main(argv=None)               the sample-grid command
+    ``names``/``sizes``: the factors and their numbers of levels; ``render``: int64 factors (N, K)
+    -> uint8 images (N, 3, 64, 64); ``base_seed``, ``default_sizes`` ({split: images}): the split
+    sequences; ``levels``: {factor: level names} for the sample-grid command's printout.
     """
-    def module():
-        return sys.modules[module_name]
 
-    def sample_factors(rng, n):
-        return sample(module().FACTOR_SIZES, rng, n)
+    def __init__(self, noun, names, sizes, render, *, base_seed, default_sizes, levels=None, doc=None):
+        self.noun, self.names, self.sizes, self.render = noun, tuple(names), tuple(sizes), render
+        self.base_seed, self.default_sizes, self.levels, self.doc = base_seed, default_sizes, levels or {}, doc
 
-    def flat_index(factors):
-        f = check(factors, module().FACTOR_NAMES, module().FACTOR_SIZES)
-        return np.ravel_multi_index(tuple(f.T), module().FACTOR_SIZES).astype(np.int64)
+    def sample_factors(self, rng, n) -> np.ndarray:
+        """n uniform factor vectors, int64 (n, K)."""
+        return sample(self.sizes, rng, n)
 
-    def split_of(factors):
-        return split_of_index(flat_index(factors))
+    def flat_index(self, factors) -> np.ndarray:
+        """Each combination's position in the product grid (row-major), int64 (N,)."""
+        f = check(factors, self.names, self.sizes)
+        return np.ravel_multi_index(tuple(f.T), self.sizes).astype(np.int64)
 
-    def split_factors(split, n=None):
-        return split_sequence(module(), split, n)
+    def split_of(self, factors) -> np.ndarray:
+        """Which split owns each combination: 0 train, 1 val, 2 test."""
+        return split_of_index(self.flat_index(factors))
 
-    def make_split(split, n=None):
-        factors = split_factors(split, n)
-        return module().render(factors), factors
+    def split_factors(self, split: str, n: int | None = None) -> np.ndarray:
+        """The first ``n`` factor vectors of ``split`` (its default size when None): uniform draws
+        seeded per split, kept when ``split_of`` gives them to ``split``."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        n = self.default_sizes[split] if n is None else int(n)
+        if n < 0:
+            raise ValueError("n must be non-negative")
+        rng = np.random.default_rng(np.random.SeedSequence([self.base_seed, SPLITS.index(split)]))
+        parts, have = [], 0
+        while have < n:
+            block = self.sample_factors(rng, DRAW_BLOCK)
+            parts.append(block[self.split_of(block) == SPLITS.index(split)])
+            have += len(parts[-1])
+        return np.concatenate(parts)[:n] if parts else np.zeros((0, len(self.sizes)), np.int64)
 
-    def main(argv=None):
-        sample_grid_main(module(), noun, argv)
+    def make_split(self, split: str, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(uint8 images (N, 3, 64, 64), int64 factors (N, K)) of ``split``."""
+        factors = self.split_factors(split, n)
+        return self.render(factors), factors
 
-    return sample_factors, flat_index, split_of, split_factors, make_split, main
+    def main(self, argv=None) -> None:
+        """The command of a dataset module: write a PNG grid of ``--n`` images of a split."""
+        noun = self.noun
+        parser = argparse.ArgumentParser(description=self.doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser.add_argument("--split", choices=SPLITS, default="train", help="which split to draw from (default: train)")
+        parser.add_argument("--n", type=int, default=32, help=f"number of {noun} to draw (default: 32)")
+        parser.add_argument("--out", default=f"{noun}.png", help=f"where to write the PNG grid (default: {noun}.png)")
+        args = parser.parse_args(argv)
+        images, factors = self.make_split(args.split, args.n)
+        Image.fromarray(grid(images)).save(args.out)
+        print(f"wrote {len(images)} {args.split} {noun} to {args.out}")
+        for row in factors[:4]:
+            print("  " + ", ".join(f"{k}={self.levels[k][v] if k in self.levels else v}"
+                                   for k, v in zip(self.names, row.tolist())))

@@ -19,11 +19,11 @@ import os
 from system.errors import UserError
 
 from . import cache, decoding
+from .options import SPLITS
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 DEFAULT_CROP = decoding.SQUARE
-SPLIT_FRACTIONS = (("train", 0.90), ("val", 0.05), ("test", 0.05))
-SPLIT_NAMES = tuple(name for name, _ in SPLIT_FRACTIONS)
+SPLIT_FRACTIONS = dict(zip(SPLITS, (0.90, 0.05, 0.05)))
 
 
 def resolve_root(data_dir) -> str:
@@ -72,11 +72,11 @@ def hashed_split(rel: str) -> str:
     """The split of an image by the first 4 bytes of the SHA-1 of its relative path (90/5/5)."""
     u = int.from_bytes(hashlib.sha1(rel.encode("utf-8", "surrogateescape")).digest()[:4], "big") / 2 ** 32
     edge = 0.0
-    for name, fraction in SPLIT_FRACTIONS:
+    for name, fraction in SPLIT_FRACTIONS.items():
         edge += fraction
         if u < edge:
             return name
-    return SPLIT_NAMES[-1]
+    return SPLITS[-1]
 
 
 def read_split_file(path) -> dict[str, str]:
@@ -92,7 +92,7 @@ def read_split_file(path) -> dict[str, str]:
         if not text or text.startswith("#"):
             continue
         fields = text.rsplit(None, 1)
-        if len(fields) != 2 or fields[1] not in SPLIT_NAMES:
+        if len(fields) != 2 or fields[1] not in SPLITS:
             raise UserError(f"line {lineno} of the split file {path} is malformed ('{text[:60]}'); every line must "
                             f"look like 'relative/path.jpg train' with train, val or test.")
         rel = fields[0].replace("\\", "/")
@@ -131,7 +131,7 @@ def cache_stem(root, split, crop, image_size, limit, split_file=None) -> str:
             + ("" if limit is None else f"_first{limit}"))
 
 
-def load(split, *, data_dir=None, crop=DEFAULT_CROP, image_size=decoding.IMAGE_SIZE, limit=None, cache_dir=None,
+def load_split(split, *, data_dir=None, crop=DEFAULT_CROP, image_size=decoding.IMAGE_SIZE, limit=None, cache_dir=None,
          num_workers=None, progress=True, split_file=None):
     """(uint8 images (N, 3, image_size, image_size), cache info) of one split of an image folder.
 

@@ -44,9 +44,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from . import factors as factors_
-from .factors import SPLITS  # noqa: F401  (part of the dataset interface)
-
-IMAGE_SIZE = 64
+from .decoding import IMAGE_SIZE
+from .options import SPLITS  # noqa: F401  (part of the dataset interface)
 SHAPE_NAMES = ("square", "ellipse", "heart")
 SCALES = np.linspace(0.5, 1.0, 6)
 NUM_ORIENTATIONS = 40
@@ -153,8 +152,11 @@ def render(factors) -> np.ndarray:
     return out
 
 
+DATASET = factors_.FactorDataset("sprites", FACTOR_NAMES, FACTOR_SIZES, render, base_seed=BASE_SEED,
+                                 default_sizes=DEFAULT_SIZES, doc=__doc__)
 # the interface every dataset with factors has (imagedata/factors.py)
-sample_factors, flat_index, split_of, split_factors, make_split, main = factors_.interface(__name__, "sprites")
+sample_factors, flat_index, split_of = DATASET.sample_factors, DATASET.flat_index, DATASET.split_of
+split_factors, make_split, main = DATASET.split_factors, DATASET.make_split, DATASET.main
 
 
 if __name__ == "__main__":

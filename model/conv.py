@@ -15,8 +15,9 @@ convolution *is* the input-gradient of a convolution:
 For any hyperparameters each is one ``lax.conv_general_dilated``. For 4×4 kernels, stride 2,
 padding 1 and even sizes (every layer of the seed model) the two gradient maps may instead use
 the formulations of ``model/fast_conv.py``, tested equal to the lax ones. Which maps do is the
-layer's ``formulation``, a constructor argument (see ``FORMULATIONS``); ``uses_fast_conv`` is
-the one place that decides. ``docs/speed.md`` has the measurements behind ``AUTO``.
+layer's ``formulation``, a constructor argument (see ``FORMULATIONS``; "auto" is resolved once,
+where the model is built); ``uses_fast_conv`` is the one place that decides. ``docs/speed.md``
+has the measurements behind ``AUTO``.
 """
 from typing import NamedTuple
 
@@ -55,6 +56,13 @@ def conv2d_weight_grad(x, dy, stride, padding, kernel, formulation="lax"):
     return lax_conv2d_weight_grad(x, dy, stride, padding, kernel)
 
 
+def init_conv_params(key, shapes, in_channels, out_channels, kernel, dtype):
+    """Glorot-uniform weight of ``shapes["weight"]``, zero bias; fans count the K×K taps."""
+    fan_in, fan_out = in_channels * kernel * kernel, out_channels * kernel * kernel
+    return {"weight": glorot_uniform(key, shapes["weight"], fan_in, fan_out, dtype),
+            "bias": jnp.zeros(shapes["bias"], dtype)}
+
+
 class ConvCache(NamedTuple):
     x: jax.Array  # the layer's input, (N,C,H,W)
 
@@ -62,17 +70,17 @@ class ConvCache(NamedTuple):
 class Conv2D:
     """y = conv(x, W) + b.  x: (N,C,H,W) -> y: (N,O,Ho,Wo); params W (O,C,K,K), b (O,)."""
 
-    def __init__(self, in_channels, out_channels, kernel=4, stride=2, padding=1, formulation="auto"):
+    def __init__(self, in_channels, out_channels, kernel=4, stride=2, padding=1, formulation="lax"):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel, self.stride, self.padding = kernel, stride, padding
-        self.formulation = resolve_formulation(formulation)
+        self.formulation = concrete_formulation(formulation)
+
+    def shapes(self):
+        k = self.kernel
+        return {"weight": (self.out_channels, self.in_channels, k, k), "bias": (self.out_channels,)}
 
     def init(self, key, dtype=jnp.float32):
-        k = self.kernel
-        fan_in, fan_out = self.in_channels * k * k, self.out_channels * k * k
-        shape = (self.out_channels, self.in_channels, k, k)
-        return {"weight": glorot_uniform(key, shape, fan_in, fan_out, dtype),
-                "bias": jnp.zeros((self.out_channels,), dtype)}
+        return init_conv_params(key, self.shapes(), self.in_channels, self.out_channels, self.kernel, dtype)
 
     def output_shape(self, input_shape):
         n, _, h, w = input_shape
@@ -105,20 +113,20 @@ class TransposedConv2D:
     """
 
     def __init__(self, in_channels, out_channels, kernel=4, stride=2, padding=1, output_padding=0,
-                 formulation="auto"):
+                 formulation="lax"):
         if not 0 <= output_padding < stride:
             raise ValueError(f"output_padding must be in [0, stride), got {output_padding}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel, self.stride, self.padding = kernel, stride, padding
-        self.formulation = resolve_formulation(formulation)
+        self.formulation = concrete_formulation(formulation)
         self.output_padding = output_padding
 
-    def init(self, key, dtype=jnp.float32):
+    def shapes(self):
         k = self.kernel
-        fan_in, fan_out = self.in_channels * k * k, self.out_channels * k * k
-        shape = (self.in_channels, self.out_channels, k, k)
-        return {"weight": glorot_uniform(key, shape, fan_in, fan_out, dtype),
-                "bias": jnp.zeros((self.out_channels,), dtype)}
+        return {"weight": (self.in_channels, self.out_channels, k, k), "bias": (self.out_channels,)}
+
+    def init(self, key, dtype=jnp.float32):
+        return init_conv_params(key, self.shapes(), self.in_channels, self.out_channels, self.kernel, dtype)
 
     def output_shape(self, input_shape):
         n, _, h, w = input_shape
@@ -149,7 +157,10 @@ AUTO = {"cpu": "mixed", "gpu": "fast"}
 
 
 def resolve_formulation(name, backend=None):
-    """The concrete formulation of ``name`` ("auto" resolved for ``backend``, default JAX's)."""
+    """The concrete formulation of ``name`` ("auto" resolved for ``backend``, default JAX's).
+
+    Called once, where the model is built (``model.VAE``); the layers take its answer.
+    """
     if name not in FORMULATIONS:
         raise ValueError(f"conv formulation must be one of {FORMULATIONS}, not {name!r}")
     if name == "auto":
@@ -157,12 +168,20 @@ def resolve_formulation(name, backend=None):
     return name
 
 
+def concrete_formulation(name):
+    """``name`` when it is a concrete formulation (not "auto"); ValueError otherwise."""
+    if name == "auto" or name not in FORMULATIONS:
+        raise ValueError(f"a layer's conv formulation must be one of {FORMULATIONS[1:]} (resolve 'auto' "
+                         f"with resolve_formulation), not {name!r}")
+    return name
+
+
 def uses_fast_conv(formulation, gradient, channels, kernel, stride, padding, input_hw, output_hw):
     """Whether a gradient map ("input" or "weight") takes the ``fast_conv`` formulation.
 
-    ``channels``: the channel count on the map's pixel side (3 for conv1 and deconv3).
+    ``formulation``: a concrete one; ``channels``: the channel count on the map's pixel side (3 for
+    conv1 and deconv3).
     """
-    formulation = resolve_formulation(formulation)
     if (formulation == "lax" or (formulation == "narrow" and channels > fast_conv.NARROW)
             or (formulation == "mixed" and gradient == "weight")):
         return False

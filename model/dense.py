@@ -18,10 +18,12 @@ class Dense:
     def __init__(self, in_features, out_features):
         self.in_features, self.out_features = in_features, out_features
 
+    def shapes(self):
+        return {"weight": (self.out_features, self.in_features), "bias": (self.out_features,)}
+
     def init(self, key, dtype=jnp.float32):
-        shape = (self.out_features, self.in_features)
-        return {"weight": glorot_uniform(key, shape, self.in_features, self.out_features, dtype),
-                "bias": jnp.zeros((self.out_features,), dtype)}
+        return {"weight": glorot_uniform(key, self.shapes()["weight"], self.in_features, self.out_features, dtype),
+                "bias": jnp.zeros(self.shapes()["bias"], dtype)}
 
     def forward(self, params, x):
         return x @ params["weight"].T + params["bias"], DenseCache(x)

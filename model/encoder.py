@@ -1,7 +1,11 @@
-"""Encoder: three stride-2 convolutions with ReLU, flatten (C,H,W), then the μ and log σ² heads.
+"""Encoder: stride-2 convolutions with ReLU, flatten (C,H,W), then the μ and log σ² heads.
 
     x (N,3,64,64) → conv1 → ReLU → (N,32,32,32) → conv2 → ReLU → (N,64,16,16)
       → conv3 → ReLU → (N,128,8,8) → flatten → (N,8192) → fc_mu, fc_logvar → (N,128) each
+
+The two heads are two Dense(8192→128) layers in the state_dict (``encoder.fc_mu``,
+``encoder.fc_logvar``), each initialised on its own; they are computed as one Dense(8192→256)
+whose rows are μ's then log σ²'s: one GEMM instead of two.
 """
 from typing import NamedTuple
 
@@ -12,38 +16,45 @@ from .conv import Conv2D
 from .dense import Dense
 from .params import prefixed, sub
 
+HEADS = ("encoder.fc_mu", "encoder.fc_logvar")
+
 
 def heads_params(params):
-    """fc_mu and fc_logvar as one Dense of 2D outputs: one (2D, F) GEMM instead of two."""
-    return {"weight": jnp.concatenate([params["encoder.fc_mu.weight"], params["encoder.fc_logvar.weight"]]),
-            "bias": jnp.concatenate([params["encoder.fc_mu.bias"], params["encoder.fc_logvar.bias"]])}
+    """fc_mu and fc_logvar stacked into the one Dense of 2D outputs."""
+    return {k: jnp.concatenate([params[f"{head}.{k}"] for head in HEADS]) for k in ("weight", "bias")}
 
 
 class EncoderCache(NamedTuple):
     convs: tuple      # per conv layer: (conv cache, relu cache)
     flat_shape: tuple  # (N,C,H,W) before flattening
-    heads: object     # Dense cache of the fused heads
+    heads: object     # Dense cache of the stacked heads
 
 
 class Encoder:
-    def __init__(self, in_channels=3, channels=(32, 64, 128), latent_dim=128, image_size=64, formulation="auto"):
-        sizes = (in_channels,) + tuple(channels)
+    def __init__(self, architecture, formulation="lax"):
+        sizes = (architecture.in_channels,) + architecture.channels
         self.convs = [(f"encoder.conv{i + 1}", Conv2D(sizes[i], sizes[i + 1], 4, 2, 1, formulation=formulation))
-                      for i in range(len(channels))]
-        self.final_size = image_size // 2 ** len(channels)
-        self.flat_features = channels[-1] * self.final_size ** 2
-        self.latent_dim = latent_dim
-        self.fc_mu = Dense(self.flat_features, latent_dim)
-        self.fc_logvar = Dense(self.flat_features, latent_dim)
-        self.heads = Dense(self.flat_features, 2 * latent_dim)
+                      for i in range(len(architecture.channels))]
+        self.latent_dim = architecture.latent_dim
+        self.heads = Dense(architecture.flat_features, 2 * architecture.latent_dim)
+
+    def shapes(self):
+        """{state_dict name: shape} of the encoder's parameters."""
+        shapes = {}
+        for name, layer in self.convs:
+            shapes.update(prefixed(name, layer.shapes()))
+        for head in HEADS:
+            shapes.update(prefixed(head, {"weight": (self.latent_dim, self.heads.in_features),
+                                          "bias": (self.latent_dim,)}))
+        return shapes
 
     def init(self, keys):
         params = {}
         for (name, layer), key in zip(self.convs, keys[:len(self.convs)]):
             params.update(prefixed(name, layer.init(key)))
-        key_mu, key_logvar = keys[len(self.convs):len(self.convs) + 2]  # distinct keys: the heads differ
-        params.update(prefixed("encoder.fc_mu", self.fc_mu.init(key_mu)))
-        params.update(prefixed("encoder.fc_logvar", self.fc_logvar.init(key_logvar)))
+        head = Dense(self.heads.in_features, self.latent_dim)  # each head is a Dense(F→D) of its own
+        for name, key in zip(HEADS, keys[len(self.convs):]):  # distinct keys: the heads differ
+            params.update(prefixed(name, head.init(key)))
         return params
 
     def forward(self, params, x):
@@ -64,12 +75,11 @@ class Encoder:
 
         The input gradient of conv1 is never formed: nothing upstream of the image learns.
         """
-        grads = {}
-        dh, dheads = self.heads.backward(heads_params(params), cache.heads,
-                                         jnp.concatenate([dmu, dlogvar], axis=1))
+        dh, dheads = self.heads.backward(heads_params(params), cache.heads, jnp.concatenate([dmu, dlogvar], axis=1))
         d = self.latent_dim
-        grads["encoder.fc_mu.weight"], grads["encoder.fc_logvar.weight"] = dheads["weight"][:d], dheads["weight"][d:]
-        grads["encoder.fc_mu.bias"], grads["encoder.fc_logvar.bias"] = dheads["bias"][:d], dheads["bias"][d:]
+        grads = {}
+        for head, rows in zip(HEADS, (slice(0, d), slice(d, 2 * d))):  # the stacked rows back to each head
+            grads.update(prefixed(head, {"weight": dheads["weight"][rows], "bias": dheads["bias"][rows]}))
         dh = dh.reshape(cache.flat_shape)  # unflatten (N, C·H·W) -> (N,C,H,W)
         for i in reversed(range(len(self.convs))):
             name, layer = self.convs[i]

@@ -115,13 +115,19 @@ def celeba_kaggle(tmp_path_factory):
     return str(root)
 
 
+def load_split(dataset, split, **kw):
+    """``imagedata.load`` of one split, the data options and the loading options given together."""
+    options = {k: kw.pop(k) for k in imagedata.DataOptions.names() if k in kw}
+    return imagedata.load(imagedata.DataOptions(dataset, **options), split, **kw)
+
+
 def load(root, split, cache, **kw):
     kw.setdefault("num_workers", 1)
-    return imagedata.load_split("celeba", split, data_dir=root, cache_dir=str(cache), progress=False, **kw)
+    return load_split("celeba", split, data_dir=root, cache_dir=str(cache), progress=False, **kw)
 
 
 def manifest_of(cache, split, **kw):
-    _, json_path = celeba_source.cache_paths(split, cache_dir=str(cache), **kw)
+    _, json_path = celeba_source.split_cache_files(split, cache_dir=str(cache), **kw)
     with open(json_path) as f:
         return json.load(f)
 
@@ -214,7 +220,7 @@ def test_cache_is_reused_without_decoding(celeba, tmp_path, monkeypatch):
     calls = counting_decoder(monkeypatch)
     first = np.array(load(celeba, "train", tmp_path))
     assert len(calls) == 18
-    npy_path, json_path = celeba_source.cache_paths("train", cache_dir=str(tmp_path))
+    npy_path, json_path = celeba_source.split_cache_files("train", cache_dir=str(tmp_path))
     mtimes = os.stat(npy_path).st_mtime_ns, os.stat(json_path).st_mtime_ns
     second = load(celeba, "train", tmp_path)
     assert len(calls) == 18  # nothing decoded again
@@ -272,7 +278,7 @@ def test_corrupt_jpegs_are_skipped_and_named(celeba, tmp_path, capsys):
 
 def test_truncated_or_corrupt_cache_is_a_data_error(celeba, tmp_path):
     load(celeba, "test", tmp_path)
-    npy_path, json_path = celeba_source.cache_paths("test", cache_dir=str(tmp_path))
+    npy_path, json_path = celeba_source.split_cache_files("test", cache_dir=str(tmp_path))
     good = open(npy_path, "rb").read()
 
     with open(npy_path, "wb") as f:
@@ -325,12 +331,12 @@ def test_missing_dataset_says_what_to_download(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(celeba_source.DATA_DIR_ENV, raising=False)
     with pytest.raises(UserError, match="data/celeba"):
-        imagedata.load_split("celeba", "train", progress=False)
+        load_split("celeba", "train", progress=False)
 
 
 def test_data_dir_from_environment(celeba, tmp_path, monkeypatch):
     monkeypatch.setenv(celeba_source.DATA_DIR_ENV, celeba)
-    images = imagedata.load_split("celeba", "val", cache_dir=str(tmp_path), num_workers=1, progress=False)
+    images = load_split("celeba", "val", cache_dir=str(tmp_path), num_workers=1, progress=False)
     assert images.shape == (6, 3, 64, 64)
     assert celeba_source.resolve_data_dir("elsewhere") == os.path.abspath("elsewhere")
 
@@ -401,15 +407,15 @@ def test_without_partition_file_the_official_ranges_are_used(tmp_path, monkeypat
 
 def test_bad_arguments_are_data_errors(celeba, tmp_path):
     with pytest.raises(UserError, match="unknown dataset"):
-        imagedata.load_split("mnist", "train")
+        load_split("mnist", "train")
     with pytest.raises(UserError, match="unknown split"):
-        imagedata.load_split("shapes", "validation")
+        load_split("shapes", "validation")
     with pytest.raises(UserError, match="crop"):
         load(celeba, "train", tmp_path, crop=200)
     with pytest.raises(UserError, match="limit"):
         load(celeba, "train", tmp_path, limit=0)
     with pytest.raises(UserError, match="64x64"):
-        imagedata.load_split("shapes", "train", image_size=32)
+        load_split("shapes", "train", image_size=32)
 
 
 def test_decoder_converts_other_modes_to_rgb():
@@ -494,15 +500,11 @@ def test_batches_are_a_deterministic_shuffle():
     assert batch_ids(batches.iterate_batches(images, b, jax.random.PRNGKey(3)))
 
 
-def test_batches_as_float_and_too_small():
+def test_batches_stay_uint8_on_the_device_and_too_small():
     images = batches.to_device(id_images(40))
     key = jax.random.key(7)
     ints = list(batches.iterate_batches(images, 8, key))
-    floats = list(batches.iterate_batches(images, 8, key, as_float=True))
-    assert ints[0].dtype == jnp.uint8 and floats[0].dtype == jnp.float32
-    assert isinstance(floats[0], jax.Array) and floats[0].shape == (8, 3, 4, 4)
-    for i, f in zip(ints, floats):
-        np.testing.assert_allclose(np.asarray(f), np.asarray(i).astype(np.float32) / 255.0, rtol=1e-6)
+    assert ints[0].dtype == jnp.uint8 and isinstance(ints[0], jax.Array) and ints[0].shape == (8, 3, 4, 4)
     with pytest.raises(UserError, match="fewer than one batch"):
         batches.iterate_batches(images, 41, key)  # raised at the call, not at the first batch
 
@@ -531,17 +533,17 @@ def test_data_arguments_and_options(celeba, tmp_path):
     cli.add_data_arguments(celeba_parser, default_dataset="celeba")
     args = celeba_parser.parse_args(["--data-dir", celeba, "--cache-dir", str(tmp_path), "--crop", "none", "--limit", "3"])
     options = cli.data_options(args)
-    assert options == {"dataset": "celeba", "data_dir": celeba, "crop": None, "cache_dir": str(tmp_path), "limit": 3,
-                       "split_file": None}
-    assert json.loads(json.dumps(options)) == options
-    images = imagedata.load_from_options(options, "test", num_workers=1, progress=False)
+    assert options.as_dict() == {"dataset": "celeba", "data_dir": celeba, "crop": None, "cache_dir": str(tmp_path),
+                                 "limit": 3, "split_file": None}
+    assert imagedata.DataOptions(**json.loads(json.dumps(options.as_dict()))) == options
+    images = imagedata.load(options, "test", num_workers=1, progress=False)
     np.testing.assert_array_equal(images, load(celeba, "test", tmp_path / "x", crop=None, limit=3))
 
     shape_options = cli.data_options(parser.parse_args(["--dataset", "shapes", "--limit", "10"]))
-    sprites = imagedata.load_from_options(shape_options, "val")
+    sprites = imagedata.load(shape_options, "val")
     assert sprites.shape == (10, 3, 64, 64) and sprites.dtype == np.uint8
     np.testing.assert_array_equal(sprites, shapes.make_split("val", 10)[0])
-    np.testing.assert_array_equal(imagedata.load_split("shapes", "test", limit=5), shapes.make_split("test", 5)[0])
+    np.testing.assert_array_equal(load_split("shapes", "test", limit=5), shapes.make_split("test", 5)[0])
 
 
 def run_cli(*args):

@@ -3,6 +3,7 @@ import argparse
 import importlib.util
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ from imagedata import shapes
 import train
 import training
 import training.loop
-from model import load_checkpoint, save_params
+from model import save_params
+from training import load_run
 
 pytestmark = pytest.mark.slow  # every test here trains a model
 
@@ -83,7 +85,7 @@ def test_scores_a_checkpoint_and_writes_json(weights_dir, tmp_path, capsys):
 
 
 def test_score_is_reproducible_from_its_seed(weights_dir):
-    params = load_checkpoint(weights_dir=weights_dir)[0]
+    params = load_run(weights_dir=weights_dir)[0]
     sizes = dict(num_train=12, num_test=6, pairs=2, mig_samples=100)
     first, again = score(params, shapes, seed=7, **sizes), score(params, shapes, seed=7, **sizes)
     for key in ("beta_vae", "mig", "active_units"):
@@ -94,7 +96,7 @@ def test_score_is_reproducible_from_its_seed(weights_dir):
 
 def test_faces_are_scored_on_their_own_factors(weights_dir):
     from imagedata import faces
-    params = load_checkpoint(weights_dir=weights_dir)[0]
+    params = load_run(weights_dir=weights_dir)[0]
     result = score(params, faces, seed=0, num_train=12, num_test=6, pairs=2, mig_samples=200)
     assert list(result["mig"]["per_factor"]) == list(faces.FACTOR_NAMES) and len(faces.FACTOR_NAMES) >= 8
     assert result["beta_vae"]["chance"] == pytest.approx(1 / len(faces.FACTOR_NAMES))
@@ -110,9 +112,9 @@ def test_missing_checkpoint_is_one_sentence_and_exit_1(tmp_path, capsys):
 
 
 def test_celeba_checkpoint_is_refused(weights_dir, tmp_path, capsys):
-    params, config, _ = load_checkpoint(weights_dir=weights_dir)
+    params, config = load_run(weights_dir=weights_dir)
     path = tmp_path / "celeba.npz"
-    save_params(path, params, dict(config, data=dict(config["data"], dataset="celeba")))
+    save_params(path, params, replace(config, data=replace(config.data, dataset="celeba")).as_dict())
     assert disentangle.main(["--weights", str(path), "--out-dir", str(tmp_path / "out")]) == EXIT_USER_ERROR
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "celeba" in err and "factors are unknown" in err

@@ -14,8 +14,9 @@ from PIL import Image
 import imagedata
 import train
 from imagedata import celeba
-from training import platform
+from training import devices
 from system.errors import EXIT_USER_ERROR
+from test_data import load_split
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +56,7 @@ def test_gpu_extras_name_the_jax_extras_and_the_pascal_pins():
 # --------------------------------------------------------------------------- --device and the warning
 
 def test_device_gpu_without_a_gpu_is_one_sentence(capsys):
-    if platform.has_gpu():
+    if devices.has_gpu():
         pytest.skip("this machine has a GPU")
     assert train.main(["--device", "gpu", "--dataset", "shapes", "--max-steps", "0"]) == EXIT_USER_ERROR
     err = capsys.readouterr().err.strip()
@@ -71,7 +72,7 @@ def test_device_gpu_without_a_gpu_is_one_sentence(capsys):
 ])
 def test_no_gpu_reason_names_the_likely_cause(kwargs, needle):
     kwargs.setdefault("cudnn", "")
-    message = platform.no_gpu_reason(**kwargs)
+    message = devices.no_gpu_reason(**kwargs)
     assert needle in message and one_sentence(message), message
 
 
@@ -82,7 +83,7 @@ def test_long_cpu_run_warns_before_training(monkeypatch, capsys, tmp_path):
     err = capsys.readouterr().err
     warning = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warning) == 1 and "hours" in warning[0] and '".[cuda13]"' in warning[0], err
-    assert called and called[0].epochs == 100
+    assert called and called[0].run.epochs == 100
 
 
 def test_short_runs_do_not_warn(monkeypatch, capsys):
@@ -117,7 +118,7 @@ def test_celeba_found_in_kaggle_input_without_flags(tmp_path, monkeypatch):
     assert celeba.resolve_data_dir() == str(root)
     source = celeba.find_source()
     assert source.layout == "kaggle" and source.partition.endswith(".csv")
-    images = imagedata.load_split("celeba", "train", cache_dir=str(tmp_path / "cache"), num_workers=1,
+    images = load_split("celeba", "train", cache_dir=str(tmp_path / "cache"), num_workers=1,
                                   progress=False)
     assert images.shape == (4, 3, 64, 64)
     # ./data/celeba and $BVAEX_DATA_DIR come first

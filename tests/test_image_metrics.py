@@ -188,7 +188,7 @@ def test_kl_per_dimension_known_values():
     mu[:, 1] = 1.0  # KL = 0.5 * 1
     logvar[:, 2] = np.log(2.0)  # KL = 0.5 * (2 - 1 - log 2)
     np.testing.assert_allclose(
-        im.kl_per_dimension(mu, logvar), [0.0, 0.5, 0.5 * (1.0 - np.log(2.0))], atol=1e-12
+        im.mean_kl_per_dimension(mu, logvar), [0.0, 0.5, 0.5 * (1.0 - np.log(2.0))], atol=1e-12
     )
 
 
@@ -202,4 +202,4 @@ def test_kl_per_dimension_matches_gaussian_kl_loop():
             # KL(N(m, s^2) || N(0, 1)) = log(1/s) + (s^2 + m^2) / 2 - 1/2
             s = np.exp(0.5 * logvar[i, j])
             ref[j] += (np.log(1.0 / s) + 0.5 * (s * s + mu[i, j] ** 2) - 0.5) / 50
-    np.testing.assert_allclose(im.kl_per_dimension(mu, logvar), ref, rtol=1e-10)
+    np.testing.assert_allclose(im.mean_kl_per_dimension(mu, logvar), ref, rtol=1e-10)

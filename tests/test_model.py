@@ -7,9 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from model import adamw, architecture, count_params, decode, encode, init_params, init_state, loss_and_grads, train_step
+from model import (Architecture, adamw, count_params, decode, encode, init_params, init_state, loss_and_grads,
+                   train_step)
 from model.clip import clip_by_global_norm, clip_by_value, global_norm
-from model.model import forward, networks
+from benchmarks.reference import reference_loss
+from model.model import build
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +33,19 @@ def test_parameter_names_shapes_and_count():
     params = init_params(jax.random.PRNGKey(0))
     assert {k: tuple(v.shape) for k, v in params.items()} == PYTORCH_SHAPES
     assert count_params(params) == 3_485_251
-    assert architecture(params) == {"in_channels": 3, "channels": (32, 64, 128), "latent_dim": 128, "image_size": 64}
+    assert Architecture.of(params) == Architecture(3, (32, 64, 128), 128, 64)
+    assert build().param_shapes() == PYTORCH_SHAPES  # the shapes a load checks against, with no random draw
+
+
+def test_architecture_is_read_from_the_shapes_and_validated():
+    for arch in (Architecture(), Architecture(**SMALL), Architecture(1, (8, 8, 8, 8), 3, 32)):
+        assert Architecture.of(build(arch).param_shapes()) == arch
+    with pytest.raises(ValueError, match="divisible"):
+        Architecture(image_size=60)
+    with pytest.raises(ValueError, match="positive"):
+        Architecture(latent_dim=0)
+    with pytest.raises(ValueError, match="not those of this model"):
+        Architecture.of({"decoder.fc.weight": (8192, 128)})
 
 
 def test_glorot_init_and_distinct_heads():
@@ -48,8 +62,7 @@ def test_glorot_init_and_distinct_heads():
 def test_shapes_after_every_layer_match_the_seed_table():
     params = init_params(jax.random.PRNGKey(0))
     x = jnp.zeros((2, 3, 64, 64))
-    encoder, decoder = networks(params)
-    _, _, _, cache = forward(params, x, jnp.zeros((2, 128)))
+    _, _, _, cache = build().forward(params, x, jnp.zeros((2, 128)))
     enc_shapes = [relu_out.shape[1:] for _, relu_out in cache.encoder.convs]
     assert enc_shapes == [(32, 32, 32), (64, 16, 16), (128, 8, 8)]
     assert cache.encoder.heads.x.shape == (2, 8192)
@@ -61,32 +74,6 @@ def test_shapes_after_every_layer_match_the_seed_table():
     assert decode(params, mu).shape == (2, 3, 64, 64)
 
 
-def reference_loss(params, x, eps, beta):
-    """The same loss written with plain lax ops, for jax.grad to differentiate independently."""
-    dn = ("NCHW", "OIHW", "NCHW")
-    h = x
-    for i in (1, 2, 3):
-        h = jax.lax.conv_general_dilated(h, params[f"encoder.conv{i}.weight"], (2, 2), ((1, 1), (1, 1)), dimension_numbers=dn)
-        h = jax.nn.relu(h + params[f"encoder.conv{i}.bias"][None, :, None, None])
-    h = h.reshape(h.shape[0], -1)
-    mu = h @ params["encoder.fc_mu.weight"].T + params["encoder.fc_mu.bias"]
-    logvar = h @ params["encoder.fc_logvar.weight"].T + params["encoder.fc_logvar.bias"]
-    z = mu + jnp.exp(0.5 * logvar) * eps
-    h = z @ params["decoder.fc.weight"].T + params["decoder.fc.bias"]
-    c = params["decoder.deconv1.weight"].shape[0]
-    s = int(round((h.shape[1] / c) ** 0.5))
-    h = h.reshape(h.shape[0], c, s, s)
-    for i in (1, 2, 3):
-        w = params[f"decoder.deconv{i}.weight"]  # (in, out, k, k): ConvTranspose2d = gradient of a conv
-        h = jax.lax.conv_transpose(h, w, (2, 2), ((2, 2), (2, 2)), dimension_numbers=("NCHW", "OIHW", "NCHW"),
-                                   transpose_kernel=True)
-        h = h + params[f"decoder.deconv{i}.bias"][None, :, None, None]
-        h = jax.nn.sigmoid(h) if i == 3 else jax.nn.relu(h)
-    recon = jnp.sum((h - x) ** 2) / x.shape[0]
-    kl = -0.5 * jnp.sum(1 + logvar - mu ** 2 - jnp.exp(logvar)) / x.shape[0]
-    return recon + beta * kl, (recon, kl)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("arch,batch", [({}, 2), (SMALL, 3)])
 def test_loss_and_grads_match_jax_grad_float64(arch, batch):
@@ -94,9 +81,9 @@ def test_loss_and_grads_match_jax_grad_float64(arch, batch):
         params = jax.tree.map(lambda p: p.astype(jnp.float64), init_params(jax.random.PRNGKey(0), **arch))
         params = {k: v + 0.01 * jax.random.normal(jax.random.PRNGKey(i), v.shape, v.dtype)  # nonzero biases
                   for i, (k, v) in enumerate(params.items())}
-        size = architecture(params)["image_size"]
-        x = jax.random.uniform(jax.random.PRNGKey(1), (batch, 3, size, size), jnp.float64)
-        eps = jax.random.normal(jax.random.PRNGKey(2), (batch, architecture(params)["latent_dim"]), jnp.float64)
+        arch = Architecture.of(params)
+        x = jax.random.uniform(jax.random.PRNGKey(1), (batch, 3, arch.image_size, arch.image_size), jnp.float64)
+        eps = jax.random.normal(jax.random.PRNGKey(2), (batch, arch.latent_dim), jnp.float64)
         metrics, grads = jax.jit(loss_and_grads)(params, x, eps, 0.5)
         (loss, (recon, kl)), expected = jax.value_and_grad(reference_loss, has_aux=True)(params, x, eps, 0.5)
         np.testing.assert_allclose([metrics["loss"], metrics["recon"], metrics["kl"]], [loss, recon, kl], rtol=1e-12)

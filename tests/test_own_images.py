@@ -40,8 +40,8 @@ def name_in_split(split, prefix="new", ext="png"):
 
 
 def load(root, split, cache_dir, **kw):
-    return imagedata.load("folder", split, data_dir=str(root), cache_dir=str(cache_dir), num_workers=1,
-                          progress=False, **kw)
+    options = imagedata.DataOptions("folder", data_dir=str(root), cache_dir=str(cache_dir), **kw)
+    return imagedata.load_with_info(options, split, num_workers=1, progress=False)
 
 
 # --------------------------------------------------------------------------- the folder dataset
@@ -124,7 +124,7 @@ def test_the_cache_is_rebuilt_when_the_folder_changes(tmp_path):
     assert info["built"] and len(images) == len(first)
     assert not np.array_equal(images, first)
     with pytest.raises(UserError, match="--data-dir"):
-        imagedata.load("folder", "train", cache_dir=str(cache_dir))
+        imagedata.load(imagedata.DataOptions("folder", cache_dir=str(cache_dir)), "train")
 
 
 # --------------------------------------------------------------------------- a tiny trained run
@@ -167,7 +167,7 @@ def readme_python_snippet() -> str:
 
 def test_the_readme_snippet_runs(run, tmp_path, monkeypatch):
     code = readme_python_snippet()
-    assert "load_checkpoint" in code and "encode" in code and "interpolate_latents" in code
+    assert "load_run" in code and "encode" in code and "interpolate_latents" in code
     (tmp_path / "weights").symlink_to(run["weights"], target_is_directory=True)
     write_image(tmp_path / "photos" / "a.jpg", 1, (80, 60))
     write_image(tmp_path / "photos" / "b.png", 2, (60, 90))
@@ -252,11 +252,10 @@ def test_a_folder_takes_its_own_crop_not_the_checkpoints(tmp_path):
     import evaluate
     import train
 
-    recorded = {"dataset": "celeba", "data_dir": "/x", "crop": 148, "cache_dir": None, "limit": 50}
+    recorded = imagedata.DataOptions("celeba", data_dir="/x", crop=148, limit=50)
     args = evaluate.build_parser().parse_args(["--dataset", "folder", "--data-dir", str(tmp_path)])
     options = cli.data_options(args, recorded)
-    assert options["crop"] == "auto" and options["limit"] is None and options["data_dir"] == str(tmp_path)
-    assert imagedata.resolve_crop("folder", options["crop"]) == "square"
+    assert options.crop == "square" and options.limit is None and options.data_dir == str(tmp_path)
     config = train.config_from_args(train.build_parser().parse_args(["--dataset", "folder", "--data-dir", "d"]))
-    assert config.crop == "square" and config.as_dict()["data"]["split_file"] is None
-    assert train.config_from_args(train.build_parser().parse_args([])).crop == 148
+    assert config.data.crop == "square" and config.as_dict()["data"]["split_file"] is None
+    assert train.config_from_args(train.build_parser().parse_args([])).data.crop == 148

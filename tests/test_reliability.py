@@ -14,11 +14,12 @@ import pytest
 import imagedata
 import train
 import training.loop
-from model import load_checkpoint
 from system.errors import EXIT_USER_ERROR, UserError
-from training import checkpoints, rundir
+from model import VAE
+from training import RunDir, checkpoints, load_run, rundir
 
 from test_data import jpeg_bytes, name, write_images, write_partition_txt
+from test_data import load_split
 
 
 # --------------------------------------------------------------------------- 1. stale caches
@@ -32,7 +33,7 @@ def celeba_copy(tmp_path):
 
 
 def load_train(root, cache):
-    return imagedata.load_split("celeba", "train", data_dir=str(root), cache_dir=str(cache), progress=False,
+    return load_split("celeba", "train", data_dir=str(root), cache_dir=str(cache), progress=False,
                                 num_workers=1)
 
 
@@ -122,32 +123,32 @@ def copy_run(one_epoch, tmp_path):
 
 def test_a_fresh_run_refuses_a_used_folder_and_overwrite_replaces_it(one_epoch, tmp_path, capsys):
     w = copy_run(one_epoch, tmp_path)
-    before = load_checkpoint(w / "epoch_1")[0]
+    before = load_run(w / "epoch_1")[0]
     assert main(w, "--epochs", "1", "--seed", "1") == EXIT_USER_ERROR
     assert "--overwrite" in error_line(capsys)
-    assert all((before[k] == load_checkpoint(w / "epoch_1")[0][k]).all() for k in before)
+    assert all((before[k] == load_run(w / "epoch_1")[0][k]).all() for k in before)
     (w / "epoch_7").mkdir()  # the old run's files go first
     assert main(w, "--epochs", "1", "--seed", "1", "--overwrite") == 0
     assert sorted(p.name for p in w.iterdir()) == ["epoch_1", "history.json", "samples"]
     assert [p.name for p in (w / "samples").iterdir()] == ["epoch_001.png"]  # the old run's grids are gone
-    assert any((before[k] != load_checkpoint(w / "epoch_1")[0][k]).any() for k in before)
+    assert any((before[k] != load_run(w / "epoch_1")[0][k]).any() for k in before)
 
 
 def test_a_second_run_in_a_locked_folder_stops_naming_the_holder(tmp_path, capsys):
     w = tmp_path / "w"
     w.mkdir()
-    lock = rundir.Lock(w).acquire()
+    lock = rundir.Lock(w / RunDir.LOCK_FILE).acquire()
     try:
         assert main(w, "--epochs", "1") == EXIT_USER_ERROR
         assert f"pid {os.getpid()}" in error_line(capsys)
     finally:
         lock.release()
-    (w / rundir.LOCK_FILE).write_text("pid 999999999 on elsewhere\n")  # left by a killed run: taken over
-    assert main(w, "--epochs", "1") == 0 and not (w / rundir.LOCK_FILE).exists()
+    (w / RunDir.LOCK_FILE).write_text("pid 999999999 on elsewhere\n")  # left by a killed run: taken over
+    assert main(w, "--epochs", "1") == 0 and not (w / RunDir.LOCK_FILE).exists()
 
 
 def signal_at_step(monkeypatch, step, signum):
-    real_step = training.loop.train_step
+    real_step = VAE.train_step
     calls = []
 
     def step_then_signal(*args, **kwargs):
@@ -155,21 +156,21 @@ def signal_at_step(monkeypatch, step, signum):
         if len(calls) == step:
             os.kill(os.getpid(), signum)
         return real_step(*args, **kwargs)
-    monkeypatch.setattr(training.loop, "train_step", step_then_signal)
+    monkeypatch.setattr(VAE, "train_step", step_then_signal)
 
 
 def test_sigterm_saves_and_exits_143(tmp_path, monkeypatch, capsys):
     signal_at_step(monkeypatch, 2, signal.SIGTERM)
     assert main(tmp_path / "w", "--epochs", "1") == 143
     assert "Stopped by SIGTERM at step 2" in capsys.readouterr().out
-    assert rundir.complete(tmp_path / "w" / "interrupted")
+    assert RunDir.is_complete(tmp_path / "w" / "interrupted")
 
 
 def test_ctrl_c_in_the_last_step_of_an_epoch_says_so_and_exits_130(tmp_path, monkeypatch, capsys):
     signal_at_step(monkeypatch, 4, signal.SIGINT)
     assert main(tmp_path / "w", "--epochs", "2") == 130
     assert "Stopped by SIGINT at step 4" in capsys.readouterr().out
-    assert rundir.complete(tmp_path / "w" / "epoch_1")
+    assert RunDir.is_complete(tmp_path / "w" / "epoch_1")
 
 
 def test_a_second_ctrl_c_during_the_save_neither_raises_nor_loses_it(tmp_path, monkeypatch, capsys):
@@ -182,7 +183,7 @@ def test_a_second_ctrl_c_during_the_save_neither_raises_nor_loses_it(tmp_path, m
         return real_save(*args, **kwargs)
     monkeypatch.setattr(checkpoints, "save_checkpoint", save_under_ctrl_c)
     assert main(tmp_path / "w", "--epochs", "1") == 130
-    assert rundir.complete(tmp_path / "w" / "interrupted")
+    assert RunDir.is_complete(tmp_path / "w" / "interrupted")
 
 
 class Killed(BaseException):
@@ -207,8 +208,8 @@ def test_a_save_killed_at_any_rename_leaves_a_resumable_checkpoint(one_epoch, tm
         checkpoints.save_checkpoint(w / "epoch_1", state, config, dict(progress, step=99))
         raise Killed
     monkeypatch.setattr(os, "replace", real_replace)
-    rundir.recover(w)
-    assert checkpoints.find_resume_point(w) == w / "epoch_1"
+    RunDir(w).recover()
+    assert RunDir(w).resume_point() == w / "epoch_1"
     assert checkpoints.load_state(w / "epoch_1", config)[1]["step"] in (4, 99)
     assert not [p for p in w.iterdir() if p.name.startswith(".")]
 
@@ -254,8 +255,8 @@ def test_bad_values_are_refused_at_parse_time(tmp_path, capsys, flag, value):
 
 
 def test_nan_without_a_checkpoint_does_not_claim_one(tmp_path, monkeypatch, capsys):
-    real_step = training.loop.train_step
-    monkeypatch.setattr(training.loop, "train_step",
+    real_step = VAE.train_step
+    monkeypatch.setattr(VAE, "train_step",
                         lambda *a, **kw: (lambda s, m: (s, dict(m, loss=np.nan)))(*real_step(*a, **kw)))
     assert main(tmp_path / "w", "--epochs", "1") == EXIT_USER_ERROR
     err = error_line(capsys)
@@ -267,8 +268,8 @@ def test_optimiser_flags_apply_on_resume_and_others_are_refused(one_epoch, tmp_p
     assert main(w, "--epochs", "2", "--resume", "--beta", "3") == EXIT_USER_ERROR
     assert "--beta cannot change" in error_line(capsys)
     assert main(w, "--epochs", "2", "--resume", "--lr", "0.0002", "--clip-norm", "5") == 0
-    config = load_checkpoint(w / "epoch_2")[1]["train"]
-    assert config["lr"] == 0.0002 and config["clip_norm"] == 5
+    config = load_run(w / "epoch_2")[1].hparams
+    assert config.adamw.lr == 0.0002 and config.clip_norm == 5
     history = json.loads((w / "history.json").read_text())
     assert history["changes"] == [{"step": 4, "lr": 0.0002, "clip_norm": 5.0}]
     assert history["steps"][-1]["lr"] == 0.0002
@@ -338,14 +339,14 @@ def test_resume_from_picks_another_checkpoint(one_epoch, tmp_path, capsys):
     assert main(w, "--epochs", "2", "--resume") == EXIT_USER_ERROR
     assert "--resume-from" in error_line(capsys)
     assert main(w, "--epochs", "2", "--resume-from", str(w / "epoch_1")) == 0
-    assert rundir.complete(w / "epoch_2") and checkpoints.load_state(w / "epoch_2", checkpoints.saved_config(w / "epoch_2"))
+    assert RunDir.is_complete(w / "epoch_2") and checkpoints.load_state(w / "epoch_2", checkpoints.saved_config(w / "epoch_2"))
 
 
 # --------------------------------------------------------------------------- 7. and 9. caches
 
 def test_a_killed_cache_build_leaves_nothing_for_the_next(celeba_copy, tmp_path):
     from imagedata import celeba as celeba_source
-    npy_path, _ = celeba_source.cache_paths("train", cache_dir=str(tmp_path / "cache"))
+    npy_path, _ = celeba_source.split_cache_files("train", cache_dir=str(tmp_path / "cache"))
     os.makedirs(os.path.dirname(npy_path))
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()
@@ -370,11 +371,11 @@ def test_a_full_disk_during_a_cache_build_is_one_sentence(celeba_copy, tmp_path,
 def test_a_checkpoint_does_not_choose_where_scripts_write_caches():
     import cli
     import evaluate
-    recorded = {"dataset": "celeba", "data_dir": "/x", "crop": 100, "cache_dir": "/somewhere/else", "limit": 50}
+    recorded = imagedata.DataOptions("celeba", data_dir="/x", crop=100, cache_dir="/somewhere/else", limit=50)
     parser = evaluate.build_parser()
-    assert cli.data_options(parser.parse_args([]), recorded)["cache_dir"] is None
-    assert cli.data_options(parser.parse_args([]), recorded)["data_dir"] == "/x"
-    assert cli.data_options(parser.parse_args(["--cache-dir", "/mine"]), recorded)["cache_dir"] == "/mine"
+    assert cli.data_options(parser.parse_args([]), recorded).cache_dir is None
+    assert cli.data_options(parser.parse_args([]), recorded).data_dir == "/x"
+    assert cli.data_options(parser.parse_args(["--cache-dir", "/mine"]), recorded).cache_dir == "/mine"
 
 
 def test_a_weights_folder_that_cannot_be_made_is_one_sentence(tmp_path, capsys):
@@ -393,7 +394,7 @@ def test_ctrl_c_before_training_starts_is_one_line(monkeypatch, capsys, tmp_path
     """Ctrl-C while the data loads or the step compiles: one line and 130, no traceback."""
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(imagedata, "load_split", interrupted)
+    monkeypatch.setattr(imagedata, "load", interrupted)
     assert main(tmp_path / "w", "--epochs", "1") == 130
     err = capsys.readouterr().err
     assert "interrupted (Ctrl-C)" in err and "Traceback" not in err
@@ -409,4 +410,4 @@ def test_resume_keeps_the_runs_data_and_refuses_other_data_flags(one_epoch, tmp_
             == EXIT_USER_ERROR
         assert f"{named} cannot change" in error_line(capsys)
     assert train.main(["--weights-dir", str(w), "--no-progress", "--epochs", "2", "--resume"]) == 0
-    assert load_checkpoint(w / "epoch_2")[1]["data"]["dataset"] == "shapes"
+    assert load_run(w / "epoch_2")[1].data.dataset == "shapes"

@@ -16,6 +16,7 @@ import interpolate
 import metrics
 import plots
 import cli
+import imagedata
 from imagedata import shapes
 from model import init_params, init_state, load_params, save_params, train_step
 
@@ -62,7 +63,7 @@ def _png_size(path):
 
 
 def _checkpoint(run_dir, weights=None):
-    return cli.load(argparse.Namespace(weights=weights, weights_dir=str(run_dir / "weights")))
+    return cli.load_checkpoint(argparse.Namespace(weights=weights, weights_dir=str(run_dir / "weights")))
 
 
 def _common(run_dir, out):
@@ -274,8 +275,8 @@ def test_traversal_ranks_dimensions_by_kl():
     # Hand-built posteriors: dimension 2 has the largest KL, then 0, then 3; 1 and 4 have none.
     mu = np.array([[1.0, 0.0, 3.0, 0.5, 0.0], [-1.0, 0.0, -3.0, 0.5, 0.0]])
     logvar = np.zeros_like(mu)
-    from analysis.image_metrics import kl_per_dimension
-    kl = kl_per_dimension(mu, logvar)
+    from analysis.image_metrics import mean_kl_per_dimension
+    kl = mean_kl_per_dimension(mu, logvar)
     np.testing.assert_allclose(kl, [0.5, 0.0, 4.5, 0.125, 0.0])
     assert list(latents.rank_dimensions(kl)) == [2, 0, 3, 1, 4]
     z = latents.traversal_latents(np.arange(5.0), [2, 0], [-3.0, 0.0, 3.0])
@@ -290,10 +291,10 @@ def test_traversal_ranks_dimensions_by_kl():
 
 def test_data_flags_override_the_checkpoint():
     parser = evaluate.build_parser()
-    config = {"data": {"dataset": "celeba", "data_dir": "/x", "crop": 100, "cache_dir": None, "limit": 50}}
-    assert cli.data_options(parser.parse_args([]), config["data"])["dataset"] == "celeba"
-    opts = cli.data_options(parser.parse_args(["--dataset", "shapes", "--limit", "3"]), config["data"])
-    assert opts["dataset"] == "shapes" and opts["limit"] == 3 and opts["crop"] == 100
+    recorded = imagedata.DataOptions("celeba", data_dir="/x", crop=100, limit=50)
+    assert cli.data_options(parser.parse_args([]), recorded).dataset == "celeba"
+    opts = cli.data_options(parser.parse_args(["--dataset", "shapes", "--limit", "3"]), recorded)
+    assert opts.dataset == "shapes" and opts.limit == 3 and opts.crop == 100
 
 
 def test_grid_and_save_are_pixel_exact(tmp_path):

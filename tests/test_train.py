@@ -16,7 +16,8 @@ from system.errors import EXIT_USER_ERROR, UserError
 import train
 import training
 import training.loop
-from model import count_params, load_checkpoint
+from model import VAE, count_params
+from training import load_run
 
 pytestmark = pytest.mark.slow  # every test here trains a model
 
@@ -32,7 +33,7 @@ def run(tmp_path, *extra, name="w"):
 
 
 def params_of(folder):
-    return load_checkpoint(folder)[0]
+    return load_run(folder)[0]
 
 
 def assert_same_params(a, b, rtol=1e-6):
@@ -52,9 +53,9 @@ def test_run_writes_checkpoints_and_history(tmp_path):
     assert {"train_loss", "val_loss", "val_recon", "val_kl", "images_per_s", "wall_time"} <= set(history["epochs"][0])
     assert [s["step"] for s in history["steps"]] == list(range(1, 9))
     assert {"loss", "recon", "kl", "grad_norm", "lr", "wall_time", "images_per_s"} <= set(history["steps"][0])
-    params, config, _ = load_checkpoint(w / "epoch_2")
-    assert config["train"]["batch_size"] == 32 and config["data"]["dataset"] == "shapes"
-    assert config["model"]["latent_dim"] == 4
+    params, config = load_run(w / "epoch_2")
+    assert config.run.batch_size == 32 and config.data.dataset == "shapes"
+    assert config.model.latent_dim == 4
     assert_same_params(params, jax.device_get(summary["state"].params), rtol=0)
     assert summary["step"] == 8
 
@@ -82,7 +83,7 @@ def test_max_steps_stops_mid_epoch_and_resumes_exactly(tmp_path):
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, monkeypatch):
     run(tmp_path, "--epochs", "1", name="straight")
-    real_step, calls = training.loop.train_step, []
+    real_step, calls = VAE.train_step, []
 
     def step_then_interrupt(*args, **kwargs):
         calls.append(1)
@@ -90,9 +91,9 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, monkeypatch):
             os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C during step 2
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(training.loop, "train_step", step_then_interrupt)
+    monkeypatch.setattr(VAE, "train_step", step_then_interrupt)
     summary = run(tmp_path, "--epochs", "1", name="split")
-    monkeypatch.setattr(training.loop, "train_step", real_step)
+    monkeypatch.setattr(VAE, "train_step", real_step)
     assert summary["interrupted"] and summary["step"] == 2
     assert (tmp_path / "split" / "interrupted" / "params.npz").is_file()
     run(tmp_path, "--epochs", "1", "--resume", name="split")
@@ -103,15 +104,15 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, monkeypatch):
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     run(tmp_path, "--epochs", "1")
     before = params_of(tmp_path / "w" / "epoch_1")
-    real_step = training.loop.train_step
+    real_step = VAE.train_step
 
-    def nan_at_step_6(state, x, key, **kwargs):
-        state, metrics = real_step(state, x, key, **kwargs)
+    def nan_at_step_6(vae, state, x, key, **kwargs):
+        state, metrics = real_step(vae, state, x, key, **kwargs)
         if int(state.opt.step) == 6:
             metrics = dict(metrics, loss=jnp.nan)
         return state, metrics
 
-    monkeypatch.setattr(training.loop, "train_step", nan_at_step_6)
+    monkeypatch.setattr(VAE, "train_step", nan_at_step_6)
     with pytest.raises(UserError, match="at step 6"):
         run(tmp_path, "--epochs", "2", "--resume")
     assert not (tmp_path / "w" / "epoch_2").exists()
@@ -149,11 +150,13 @@ def test_missing_celeba_says_what_to_do(tmp_path, capsys):
 
 
 def test_defaults_are_the_seeds():
-    config = train.config_from_args(train.build_parser().parse_args([])).as_dict()
-    assert config["data"]["dataset"] == "celeba"
-    assert config["model"]["latent_dim"] == 128 and config["model"]["channels"] == [32, 64, 128]
-    assert config["train"] | {"epochs": 100, "batch_size": 512, "lr": 1e-3, "b1": 0.9, "b2": 0.999,
-                              "weight_decay": 0.01, "beta": 0.5} == config["train"]
+    config = train.config_from_args(train.build_parser().parse_args([]))
+    assert config.data.dataset == "celeba"
+    assert config.model.latent_dim == 128 and config.model.channels == (32, 64, 128)
+    assert (config.run.epochs, config.run.batch_size) == (100, 512) and config.hparams.beta == 0.5
+    assert tuple(config.hparams.adamw) == (1e-3, 0.9, 0.999, 1e-8, 0.01)
+    recorded = config.as_dict()
+    assert recorded["format"] == 2 and training.TrainConfig.from_dict(recorded) == config
 
 
 def test_a_new_run_gets_the_seeds_architecture(tmp_path):
@@ -172,7 +175,7 @@ def test_resume_without_architecture_flags_takes_the_checkpoints(tmp_path):
     summary = training.train(train.config_from_args(args), weights_dir=tmp_path / "w", resume=True, progress=False,
                           log=lambda *_: None)
     assert summary["epoch"] == 2
-    assert load_checkpoint(tmp_path / "w" / "epoch_2")[1]["model"]["latent_dim"] == 4
+    assert load_run(tmp_path / "w" / "epoch_2")[1].model.latent_dim == 4
 
 
 TWO_DEVICE_SCRIPT = """
@@ -204,18 +207,14 @@ def test_two_devices_train_like_one(tmp_path):
 def test_bfloat16_compute_is_recorded_and_kept_on_resume(tmp_path):
     run(tmp_path, "--epochs", "1", "--compute-dtype", "bfloat16", name="bf16")
     run(tmp_path, "--epochs", "1", name="f32")
-    _, config, _ = load_checkpoint(tmp_path / "bf16" / "epoch_1")
-    assert config["train"]["compute_dtype"] == "bfloat16"
+    assert load_run(tmp_path / "bf16" / "epoch_1")[1].run.compute_dtype == "bfloat16"
     bf16, f32 = params_of(tmp_path / "bf16" / "epoch_1"), params_of(tmp_path / "f32" / "epoch_1")
     assert all(v.dtype == np.float32 for v in bf16.values())  # master weights stay float32
     assert any(not np.array_equal(bf16[k], f32[k]) for k in bf16)  # and the pass did run in bfloat16
     for k in bf16:  # four steps apart only by rounding
         np.testing.assert_allclose(bf16[k], f32[k], atol=2e-3, err_msg=k)
-    _, config, _ = load_checkpoint(tmp_path / "f32" / "epoch_1")
-    assert config["train"]["compute_dtype"] == "float32"
+    assert load_run(tmp_path / "f32" / "epoch_1")[1].run.compute_dtype == "float32"
     run(tmp_path, "--epochs", "2", "--resume", name="bf16")  # no flag: the checkpoint's dtype
-    _, config, _ = load_checkpoint(tmp_path / "bf16" / "epoch_2")
-    assert config["train"]["compute_dtype"] == "bfloat16"
+    assert load_run(tmp_path / "bf16" / "epoch_2")[1].run.compute_dtype == "bfloat16"
     run(tmp_path, "--epochs", "3", "--resume", "--compute-dtype", "float32", name="bf16")  # the flag wins
-    _, config, _ = load_checkpoint(tmp_path / "bf16" / "epoch_3")
-    assert config["train"]["compute_dtype"] == "float32"
+    assert load_run(tmp_path / "bf16" / "epoch_3")[1].run.compute_dtype == "float32"

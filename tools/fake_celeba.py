@@ -10,15 +10,13 @@ images mean nothing; the point is timing and exercising ``load_data``'s decoding
 """
 import argparse
 import os
-import sys
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from imagedata.celeba import OFFICIAL_RANGES  # noqa: E402
+from imagedata.celeba import OFFICIAL_RANGES
 
 WIDTH, HEIGHT = 178, 218
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}

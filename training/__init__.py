@@ -1,4 +1,6 @@
-"""Training: the run's configuration, its checkpoints, the devices it runs on, and the loop."""
-from .config import PRESETS, TrainConfig
+"""Training: the run's record, its folder and checkpoints, the devices it runs on, and the loop."""
+from . import devices
+from .checkpoints import load_run
+from .config import PRESETS, RunOptions, TrainConfig
 from .loop import train
-from . import platform
+from .rundir import RunDir

@@ -10,7 +10,7 @@ import math
 import shutil
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import jax
@@ -19,19 +19,21 @@ import numpy as np
 import imagedata
 from analysis.evaluation import loss_on
 from imagedata.batches import iterate_batches, num_batches, to_device
-from model import init_params, init_state, train_step
+from model import build, init_state
 from system.errors import UserError
 
-from . import checkpoints, rundir, signals
+from . import checkpoints, signals
 from .config import OPTIMIZER_FIELDS, TrainConfig
 from .devices import device_layout, place_batch
+from .rundir import RunDir
 
 
 @dataclass
 class Run:
     """A run in progress: its state, where it is, and what it trains on."""
     config: TrainConfig
-    weights_dir: Path
+    folder: RunDir
+    vae: object            # model.VAE: the networks, built once
     state: object          # model.TrainState
     history: dict
     epoch: int             # epochs finished
@@ -58,20 +60,20 @@ def train(config: TrainConfig, *, weights_dir="weights", resume=False, resume_fr
           keep=None, progress=True, log=print, monitor=None) -> dict:
     """Run (or resume) training as ``config`` says. Returns a summary dict.
 
-    The weights folder is locked for the run (``rundir.claim``). SIGINT and SIGTERM finish the
+    The weights folder is locked for the run (``RunDir.claim``). SIGINT and SIGTERM finish the
     current step and save; ``summary["signal"]`` is then the signal's number. Raises UserError
     with a one-sentence message when the run cannot start or go on.
     """
-    weights_dir = Path(weights_dir)
+    folder = RunDir(weights_dir)
     resume = resume or resume_from is not None
-    lock = rundir.claim(weights_dir, resume=resume, overwrite=overwrite)
+    lock = folder.claim(resume=resume, overwrite=overwrite)
     try:
-        run = start(config, weights_dir, resume, resume_from, progress, log)
+        run = start(config, folder, resume, resume_from, progress, log)
         run.monitor = monitor  # training/monitor.py: sample grids, TensorBoard
         with signals.recorded() as stop:
             last_saved = train_epochs(run, stop, keep, log)
             if stop and 0 < run.batch < run.steps_per_epoch:  # keep what was learnt, resumable from this batch
-                last_saved = save(run, run.weights_dir / checkpoints.INTERRUPTED)
+                last_saved = save(run, run.folder.interrupted)
     finally:
         lock.release()
         if monitor is not None:
@@ -87,7 +89,7 @@ def train(config: TrainConfig, *, weights_dir="weights", resume=False, resume_fr
 def train_epochs(run: Run, stop: list, keep, log) -> Path | None:
     """Train epoch after epoch until done, the step budget or a signal; returns the last checkpoint."""
     last_saved = None
-    while run.epoch < run.config.epochs and run.step < run.total_steps and not stop:
+    while run.epoch < run.config.run.epochs and run.step < run.total_steps and not stop:
         sums = train_epoch(run, stop, progress=run.progress_bars)
         if stop and run.batch < run.steps_per_epoch:
             break  # interrupted inside the epoch: saved by the caller
@@ -100,53 +102,54 @@ def train_epochs(run: Run, stop: list, keep, log) -> Path | None:
 def save(run: Run, folder: Path) -> Path:
     """Save the run's checkpoint into ``folder`` and its history; returns ``folder``."""
     checkpoints.save_checkpoint(folder, run.state, run.config, run.progress())
-    checkpoints.write_history(run.weights_dir, run.history)
+    run.folder.write_history(run.history)
     return folder
 
 
-def start(config: TrainConfig, weights_dir: Path, resume: bool, resume_from, progress: bool, log) -> Run:
+def start(config: TrainConfig, folder: RunDir, resume: bool, resume_from, progress: bool, log) -> Run:
     """A fresh run of ``config``, or a checkpoint's run (``resume``): ``resume_from``, else the newest
-    in ``weights_dir``."""
+    in ``folder``."""
     if resume:
-        folder = Path(resume_from) if resume_from is not None else checkpoints.find_resume_point(weights_dir)
-        if not rundir.complete(folder):
-            raise UserError(f"{folder} is not a complete checkpoint folder (params.npz, optimizer.npz, trainer.json); "
+        checkpoint = Path(resume_from) if resume_from is not None else folder.resume_point()
+        if not RunDir.is_complete(checkpoint):
+            raise UserError(f"{checkpoint} is not a complete checkpoint folder ({', '.join(RunDir.CHECKPOINT_FILES)}); "
                             f"pick an epoch_N/ or interrupted/ folder of a run.")
-        saved = checkpoints.saved_config(folder)
-        config = config.resumed_from(saved, folder)
-        changed = {k: getattr(config, k) for k in OPTIMIZER_FIELDS if getattr(config, k) != getattr(saved, k)}
-    batch_sharding, replicated = device_layout(config.batch_size)
-    data = {k: getattr(config, k) for k in ("data_dir", "crop", "cache_dir", "limit", "split_file")}
-    train_images = imagedata.load_split(config.dataset, "train", progress=progress, **data)
+        saved = checkpoints.saved_config(checkpoint)
+        config = config.resumed_from(saved, checkpoint)
+        mine, theirs = config.flat(), saved.flat()
+        changed = {k: mine[k] for k in OPTIMIZER_FIELDS if mine[k] != theirs[k]}
+    run_options = config.run
+    batch_sharding, replicated = device_layout(run_options.batch_size)
+    train_images = imagedata.load(config.data, "train", progress=progress)
     val_images = None
-    if config.val_images:
-        val_images = imagedata.load_split(config.dataset, "val", progress=progress, **dict(data, limit=config.val_images))
-    steps_per_epoch = num_batches(len(train_images), config.batch_size)
+    if run_options.val_images:
+        val_images = imagedata.load(replace(config.data, limit=run_options.val_images), "val", progress=progress)
+    steps_per_epoch = num_batches(len(train_images), run_options.batch_size)
     if steps_per_epoch == 0:
         raise UserError(f"The training set has {len(train_images)} images, fewer than one batch of "
-                        f"{config.batch_size}; lower --batch-size or raise --limit.")
+                        f"{run_options.batch_size}; lower --batch-size or raise --limit.")
+    vae = build(config.model)
     if resume:
-        state, done = checkpoints.load_state(folder, config)
-        history = checkpoints.read_history(weights_dir, done)
+        state, done = checkpoints.load_state(checkpoint, config)
+        history = folder.read_history(done)
         if changed:  # optimiser settings changed on resume: from this step on
             history.setdefault("changes", []).append({"step": done["step"], **changed})
-        log(f"Resuming from {folder} at epoch {done['epoch']}, step {done['step']}"
+        log(f"Resuming from {checkpoint} at epoch {done['epoch']}, step {done['step']}"
             + (f", with {', '.join(f'{k} {v}' for k, v in changed.items())}." if changed else "."))
     else:
-        params = init_params(jax.random.PRNGKey(config.seed), **config.architecture())
-        state = init_state(params, **config.hyperparams())
+        state = init_state(vae.init(jax.random.PRNGKey(run_options.seed)), config.hparams)
         done = {"epoch": 0, "batch": 0, "step": 0, "wall_time": 0.0}
         history = {"epochs": [], "steps": []}
     history["config"] = config.as_dict()
     if replicated is not None:
         state = jax.device_put(state, replicated)
-    total_steps = config.epochs * steps_per_epoch
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
-    log(f"Training on {len(train_images):,} {config.dataset} images, {steps_per_epoch} steps of "
-        f"{config.batch_size} per epoch, {total_steps} steps in all, on {jax.device_count()} "
+    total_steps = run_options.epochs * steps_per_epoch
+    if run_options.max_steps is not None:
+        total_steps = min(total_steps, run_options.max_steps)
+    log(f"Training on {len(train_images):,} {config.data.dataset} images, {steps_per_epoch} steps of "
+        f"{run_options.batch_size} per epoch, {total_steps} steps in all, on {jax.device_count()} "
         f"{jax.devices()[0].platform} device(s).")
-    return Run(config, weights_dir, state, history, done["epoch"], done["batch"], done["step"], total_steps,
+    return Run(config, folder, vae, state, history, done["epoch"], done["batch"], done["step"], total_steps,
                steps_per_epoch, to_device(train_images, sharding=replicated), val_images, batch_sharding,
                done.get("wall_time", 0.0), time.perf_counter(), progress_bars=progress)
 
@@ -154,7 +157,7 @@ def start(config: TrainConfig, weights_dir: Path, resume: bool, resume_from, pro
 def train_epoch(run: Run, stop: list, progress: bool) -> np.ndarray:
     """Train the rest of the current epoch (or until ``stop`` or the step budget); returns the
     sums of (loss, recon, kl) over its steps and their count."""
-    cfg = run.config
+    cfg = run.config.run
     base_key = jax.random.PRNGKey(cfg.seed)
     shuffle_key = jax.random.fold_in(jax.random.fold_in(base_key, 1), run.epoch)
     bar = _progress_bar(min(run.steps_per_epoch, run.total_steps - run.step + run.batch),
@@ -165,8 +168,8 @@ def train_epoch(run: Run, stop: list, progress: bool) -> np.ndarray:
         if i < run.batch:
             continue
         noise_key = jax.random.fold_in(jax.random.fold_in(base_key, 2), run.step)
-        run.state, metrics = train_step(run.state, place_batch(batch, run.batch_sharding), noise_key,
-                                        compute_dtype=cfg.compute_dtype)
+        run.state, metrics = run.vae.train_step(run.state, place_batch(batch, run.batch_sharding), noise_key,
+                                                compute_dtype=cfg.compute_dtype)
         run.step, run.batch = run.step + 1, i + 1
         pending.append((run.step, metrics))
         end = run.batch == run.steps_per_epoch or run.step >= run.total_steps
@@ -186,17 +189,17 @@ def record_steps(run: Run, pending: list, window_start: float, bar) -> np.ndarra
     """Read a window of step metrics back from the device (one sync) into the history; the rate is
     that of the window since ``window_start``, measured once the steps have finished."""
     fetched = jax.device_get([m for _, m in pending])
-    rate = len(pending) * run.config.batch_size / max(time.perf_counter() - window_start, 1e-9)
+    rate = len(pending) * run.config.run.batch_size / max(time.perf_counter() - window_start, 1e-9)
     sums = np.zeros(4)
     for (step, _), m in zip(pending, fetched):
         if not all(math.isfinite(float(m[k])) for k in ("loss", "recon", "kl")):
-            latest = checkpoints.latest_saved(run.weights_dir)
+            latest = run.folder.latest_saved()
             kept = f"the last checkpoint, {latest}, is kept" if latest else "no checkpoint was saved before it"
             raise UserError(f"The loss became {float(m['loss'])} at step {step}, so training stopped and {kept}; "
                             f"try a lower --lr, a --clip-norm or a smaller --beta, or check the data.")
         run.history["steps"].append({"step": step, "epoch": run.epoch + 1, "loss": float(m["loss"]),
                                      "recon": float(m["recon"]), "kl": float(m["kl"]),
-                                     "grad_norm": float(m["grad_norm"]), "lr": run.config.lr,
+                                     "grad_norm": float(m["grad_norm"]), "lr": run.config.hparams.adamw.lr,
                                      "wall_time": run.elapsed(), "images_per_s": rate})
         sums += [float(m["loss"]), float(m["recon"]), float(m["kl"]), 1]
     if bar is not None:
@@ -218,17 +221,17 @@ def end_epoch(run: Run, sums, keep, log) -> Path:
     if partial:
         record["partial"] = True
     if run.val_images is not None and len(run.val_images):
-        val = loss_on(run.state.params, run.val_images, run.config.beta)
+        val = loss_on(run.state.params, run.val_images, run.config.hparams.beta)
         record.update(val_loss=val["loss"], val_recon=val["recon"], val_kl=val["kl"])
     run.history["epochs"].append(record)
     if run.monitor is not None:
         run.monitor.on_epoch(run, record)
-    folder = checkpoints.epoch_folder(run.weights_dir, run.epoch + 1)
+    folder = run.folder.epoch_folder(run.epoch + 1)
     if not partial:
         run.epoch, run.batch = run.epoch + 1, 0
     save(run, folder)
-    shutil.rmtree(run.weights_dir / checkpoints.INTERRUPTED, ignore_errors=True)
-    checkpoints.prune(run.weights_dir, keep)
+    shutil.rmtree(run.folder.interrupted, ignore_errors=True)
+    run.folder.prune(keep)
     val_text = (f", val loss {record['val_loss']:.2f} (recon {record['val_recon']:.2f}, kl {record['val_kl']:.2f})"
                 if "val_loss" in record else "")
     log(f"epoch {record['epoch']}{' (partial)' if partial else ''}: train loss {record['train_loss']:.2f} "

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from model.checkpoint import SAMPLES_DIR
 from system.errors import UserError
 
 NUM_IMAGES = 8  # validation images (and reconstructions) per grid, one row each
@@ -78,11 +77,11 @@ class Monitor:
         if images is None:
             import jax
             images = jax.device_get(run.images[:NUM_IMAGES])
-        rows = sample_rows(run.state.params, np.asarray(images[:NUM_IMAGES]), run.config.seed)
+        rows = sample_rows(run.state.params, np.asarray(images[:NUM_IMAGES]), run.config.run.seed)
         path = None
         if self.samples:
             from analysis.figures import image_grid
-            path = run.weights_dir / SAMPLES_DIR / f"{name}.png"
+            path = run.folder.samples / f"{name}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             image_grid(rows, path, row_labels=["validation", "reconstruction", "prior", "prior"],
                        title=f"{name.replace('_', ' ')}: reconstructions (from μ) and fixed prior samples")
@@ -101,12 +100,11 @@ def fixed_latents(latent_dim: int, seed: int, n: int = NUM_SAMPLES) -> np.ndarra
 
 def sample_rows(params, images, seed: int) -> list[list]:
     """[originals, reconstructions, prior samples (2 rows)] as (3, H, W) images, 8 a row."""
-    from analysis.evaluation import decode_all, encode_all
-    from model import architecture
+    from analysis.evaluation import decode_latents, encode_images
 
-    mu, _ = encode_all(params, images)
-    z = fixed_latents(architecture(params)["latent_dim"], seed)
-    decoded = decode_all(params, np.concatenate([np.asarray(mu, np.float32), z]))  # one compiled shape
+    mu, _ = encode_images(params, images)
+    z = fixed_latents(mu.shape[1], seed)
+    decoded = decode_latents(params, np.concatenate([np.asarray(mu, np.float32), z]))  # one compiled shape
     recon, samples = decoded[:len(mu)], decoded[len(mu):]
     half = NUM_SAMPLES // 2
     return [list(images), list(recon), list(samples[:half]), list(samples[half:])]

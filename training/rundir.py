@@ -1,34 +1,242 @@
-"""A run's weights folder as one run owns it: a lock, no silent reuse, no half-finished saves.
+"""A training run's folder, and every name in it: one type owns the layout.
 
-``claim`` is called before a run starts: it takes ``.lock`` (so two runs never write one
+    weights/                  the run folder (--weights-dir)
+      .lock                   held by the run training in it (``Lock``)
+      epoch_N/                a checkpoint after epoch N: params.npz, optimizer.npz, trainer.json
+      interrupted/            the checkpoint saved when a run was stopped inside an epoch
+      history.json            every logged step and epoch (plots.py)
+      samples/                grids of reconstructions and prior samples written while training
+      .epoch_N.tmp, .epoch_N.old   a save in progress (``recover`` finishes or removes them)
+
+``RunDir.claim`` is called before a run starts: it takes the lock (so two runs never write one
 folder), finishes or removes what a killed save left behind, refuses a folder of another run
-unless told to resume or overwrite, and checks that the folder can be written.
+unless told to resume or overwrite, and checks that the folder can be written. Every command
+finds checkpoints through ``RunDir``.
 """
 from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import shutil
 import socket
 from pathlib import Path
 
-from model.checkpoint import EPOCH_PREFIX, HISTORY_FILE, PARAMS_FILE, SAMPLES_DIR
 from system.errors import UserError
+from system.files import atomic_write
 
-LOCK_FILE = ".lock"
 MIN_FREE_BYTES = 64 * 2**20  # a tiny checkpoint; below this a save is bound to fail
-CHECKPOINT_FILES = (PARAMS_FILE, "optimizer.npz", "trainer.json")
+
+
+class RunDir:
+    PARAMS_FILE = "params.npz"      # the parameters and the run's config (model/param_file.py)
+    OPTIMIZER_FILE = "optimizer.npz"
+    PROGRESS_FILE = "trainer.json"  # epoch, batch, step and wall time of the checkpoint
+    CHECKPOINT_FILES = (PARAMS_FILE, OPTIMIZER_FILE, PROGRESS_FILE)
+    HISTORY_FILE = "history.json"
+    SAMPLES_DIR = "samples"
+    INTERRUPTED = "interrupted"
+    LOCK_FILE = ".lock"
+    EPOCH_PREFIX = "epoch_"
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    def __repr__(self):
+        return f"RunDir({str(self.root)!r})"
+
+    # ---------------------------------------------------------------- names
+
+    @property
+    def history(self) -> Path:
+        return self.root / self.HISTORY_FILE
+
+    @property
+    def samples(self) -> Path:
+        return self.root / self.SAMPLES_DIR
+
+    @property
+    def interrupted(self) -> Path:
+        return self.root / self.INTERRUPTED
+
+    def epoch_folder(self, epoch: int) -> Path:
+        return self.root / f"{self.EPOCH_PREFIX}{epoch}"
+
+    @classmethod
+    def epoch_number(cls, path) -> int | None:
+        """N of an ``epoch_N`` folder (or of a file in one), else None."""
+        for name in (Path(path).name, Path(path).parent.name):
+            suffix = name[len(cls.EPOCH_PREFIX):]
+            if name.startswith(cls.EPOCH_PREFIX) and suffix.isdigit():
+                return int(suffix)
+        return None
+
+    @classmethod
+    def is_checkpoint_name(cls, name: str) -> bool:
+        return name == cls.INTERRUPTED or (name.startswith(cls.EPOCH_PREFIX) and name[len(cls.EPOCH_PREFIX):].isdigit())
+
+    @classmethod
+    def params_file(cls, folder) -> Path:
+        return Path(folder) / cls.PARAMS_FILE
+
+    @classmethod
+    def is_complete(cls, folder) -> bool:
+        """Whether ``folder`` holds every file of a checkpoint."""
+        return all((Path(folder) / f).is_file() for f in cls.CHECKPOINT_FILES)
+
+    # ---------------------------------------------------------------- finding checkpoints
+
+    def epochs(self) -> list[tuple[int, Path]]:
+        """[(epoch, folder)] of the ``epoch_N/`` checkpoints holding a parameter file, oldest first."""
+        found = []
+        if self.root.is_dir():
+            for path in self.root.iterdir():
+                epoch = self.epoch_number(path) if path.name.startswith(self.EPOCH_PREFIX) else None
+                if epoch is not None and self.params_file(path).is_file():
+                    found.append((epoch, path))
+        return sorted(found)
+
+    def latest_epoch(self) -> Path | None:
+        """The newest ``epoch_N/`` holding a parameter file, or None."""
+        found = self.epochs()
+        return found[-1][1] if found else None
+
+    def resume_point(self) -> Path:
+        """The checkpoint folder with the most steps: the newest epoch_N or an interrupted one."""
+        candidates = [path for _, path in self.epochs()]
+        if self.params_file(self.interrupted).is_file():
+            candidates.append(self.interrupted)
+        if not candidates:
+            raise UserError(f"--resume found no checkpoint in {self.root}/; run without --resume to start a new run.")
+        return max(candidates, key=self.steps_of)
+
+    def latest_saved(self) -> Path | None:
+        """``resume_point()``, or None when the run has saved nothing."""
+        try:
+            return self.resume_point()
+        except UserError:
+            return None
+
+    @classmethod
+    def steps_of(cls, folder) -> int:
+        """Steps trained by the checkpoint in ``folder`` (−1 when its progress file is unreadable)."""
+        try:
+            return int(json.loads((Path(folder) / cls.PROGRESS_FILE).read_text())["step"])
+        except (OSError, KeyError, ValueError, TypeError):
+            return -1
+
+    def find_params(self, weights=None) -> Path:
+        """The parameter file to load: ``weights`` (a parameter file, a checkpoint folder or a run
+        folder, which gives its newest epoch) or, when None, the newest epoch of this run.
+
+        Raises UserError with one sentence when there is none.
+        """
+        if weights is None:
+            latest = self.latest_epoch()
+            if latest is None:
+                raise UserError(f"No checkpoint found in {self.root}/: train one first with "
+                                f"`python train.py --dataset faces`, or pass --weights PATH.")
+            return self.params_file(latest)
+        path = Path(weights)
+        if not path.is_dir() or self.params_file(path).exists():
+            return self.params_file(path) if path.is_dir() else path
+        latest = RunDir(path).latest_epoch()  # a run folder: its newest checkpoint
+        return self.params_file(path if latest is None else latest)
+
+    def prune(self, keep) -> None:
+        """Delete all but the newest ``keep`` epoch checkpoints (nothing when ``keep`` is None)."""
+        if keep:
+            for _, path in self.epochs()[:-keep]:
+                shutil.rmtree(path, ignore_errors=True)
+
+    # ---------------------------------------------------------------- the history
+
+    def read_history(self, done: dict) -> dict:
+        """The run's history up to the checkpoint ``done`` ({'epoch', 'step'}), or a fresh one."""
+        path = self.history
+        try:
+            history = json.loads(path.read_text()) if path.is_file() else {"epochs": [], "steps": []}
+            history["steps"] = [r for r in history["steps"] if r["step"] <= done["step"]]
+            history["epochs"] = [r for r in history["epochs"] if r["epoch"] <= done["epoch"]]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise UserError(f"the history {path} is corrupt ({type(err).__name__}: {err}); move it away to resume "
+                            f"without the earlier curves.") from None
+        return history
+
+    def write_history(self, history) -> None:
+        """``history.json`` written atomically; a storage error is one sentence."""
+        text = json.dumps(history)
+        try:
+            atomic_write(self.history, lambda f: f.write(text.encode()))
+        except OSError as e:
+            raise UserError(f"cannot write {self.history} ({e.strerror or e}); free some space "
+                            f"or choose another --weights-dir, then continue with --resume.") from None
+
+    # ---------------------------------------------------------------- owning the folder
+
+    def run_files(self) -> list[Path]:
+        """The files and folders of a run: checkpoints, interrupted/, history, samples/, save temporaries."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.iterdir()
+                      if p.name in (self.HISTORY_FILE, self.INTERRUPTED, self.SAMPLES_DIR)
+                      or p.name.startswith(self.EPOCH_PREFIX) or _is_temporary(p))
+
+    def recover(self) -> None:
+        """Finish what a save killed between its steps left: a missing checkpoint comes back from its
+        complete new (``.X.tmp``) or old (``.X.old``) copy; other temporaries are removed."""
+        leftovers = [p for p in self.run_files() if _is_temporary(p)]
+        for path in sorted(leftovers, key=lambda p: p.name.endswith(".old")):  # the newer .tmp first
+            target = self.root / path.name[1:-4]
+            if path.is_dir() and not target.exists() and self.is_complete(path) and self.is_checkpoint_name(target.name):
+                os.replace(path, target)
+        for path in self.run_files():  # a second pass: .old when .tmp was taken, and the rest
+            if _is_temporary(path):
+                _remove(path)
+
+    def claim(self, *, resume: bool, overwrite: bool) -> "Lock":
+        """Lock the folder for this run and make it ready (see the module docstring); returns the lock."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            lock = Lock(self.root / self.LOCK_FILE).acquire()
+        except OSError as e:
+            raise UserError(f"cannot write to the weights folder {self.root} ({e.strerror or e}); "
+                            f"choose another --weights-dir.") from None
+        try:
+            self.recover()
+            used = self.run_files()
+            if used and not resume:
+                if not overwrite:
+                    raise UserError(f"{self.root} already holds a run ({used[0].name}, ...); continue it with "
+                                    f"--resume, replace it with --overwrite, or use another --weights-dir.")
+                for path in used:
+                    _remove(path)
+            self.check_space()
+        except BaseException:
+            lock.release()
+            raise
+        return lock
+
+    def check_space(self) -> None:
+        """UserError when the folder has less than ``MIN_FREE_BYTES`` free."""
+        try:
+            free = shutil.disk_usage(self.root).free
+        except OSError:
+            return
+        if free < MIN_FREE_BYTES:
+            raise UserError(f"only {free // 2**20} MiB are free in {self.root}, too little for a checkpoint; "
+                            f"free some space or choose another --weights-dir.")
 
 
 class Lock:
-    """An exclusive ``flock`` on ``folder/.lock``, holding the owner's pid and host.
+    """An exclusive ``flock`` on a lock file, holding the owner's pid and host.
 
     The kernel drops the lock when its process dies, so the lock of a killed run is free again.
     """
 
-    def __init__(self, folder: Path):
-        self.path = Path(folder) / LOCK_FILE
+    def __init__(self, path: Path):
+        self.path = Path(path)
         self.fd = None
 
     def acquire(self) -> "Lock":
@@ -74,35 +282,9 @@ def _same_file(fd, path) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
-def run_files(folder: Path) -> list[Path]:
-    """The files and folders of a run in ``folder``: checkpoints, interrupted/, history, samples/."""
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir()
-                  if p.name in (HISTORY_FILE, "interrupted", SAMPLES_DIR) or p.name.startswith(EPOCH_PREFIX)
-                  or (p.name.startswith(".") and p.name.endswith((".tmp", ".old"))))
-
-
-def recover(folder: Path) -> None:
-    """Finish what a save killed between its steps left: a missing checkpoint comes back from its
-    complete new (``.X.tmp``) or old (``.X.old``) copy; other temporaries are removed."""
-    leftovers = [p for p in run_files(folder) if p.name.startswith(".") and p.name.endswith((".tmp", ".old"))]
-    for path in sorted(leftovers, key=lambda p: p.name.endswith(".old")):  # the newer .tmp first
-        name = path.name
-        target = folder / name[1:-4]
-        if path.is_dir() and not target.exists() and complete(path) and _is_checkpoint_name(target.name):
-            os.replace(path, target)
-    for path in run_files(folder):  # a second pass: .old when .tmp was taken, and the rest
-        if path.name.startswith(".") and path.name.endswith((".tmp", ".old")):
-            _remove(path)
-
-
-def _is_checkpoint_name(name: str) -> bool:
-    return name == "interrupted" or (name.startswith(EPOCH_PREFIX) and name[len(EPOCH_PREFIX):].isdigit())
-
-
-def complete(folder: Path) -> bool:
-    return all((folder / f).is_file() for f in CHECKPOINT_FILES)
+def _is_temporary(path: Path) -> bool:
+    """``.X.tmp`` / ``.X.old``: a checkpoint save in progress (``training/checkpoints.py``)."""
+    return path.name.startswith(".") and path.name.endswith((".tmp", ".old"))
 
 
 def _remove(path: Path) -> None:
@@ -113,38 +295,3 @@ def _remove(path: Path) -> None:
             path.unlink()
         except OSError:
             pass
-
-
-def claim(folder: Path, *, resume: bool, overwrite: bool) -> Lock:
-    """Lock ``folder`` for this run and make it ready (see the module docstring); returns the lock."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        lock = Lock(folder).acquire()
-    except OSError as e:
-        raise UserError(f"cannot write to the weights folder {folder} ({e.strerror or e}); "
-                        f"choose another --weights-dir.") from None
-    try:
-        recover(folder)
-        used = run_files(folder)
-        if used and not resume:
-            if not overwrite:
-                raise UserError(f"{folder} already holds a run ({used[0].name}, ...); continue it with --resume, "
-                                f"replace it with --overwrite, or use another --weights-dir.")
-            for path in used:
-                _remove(path)
-        check_space(folder)
-    except BaseException:
-        lock.release()
-        raise
-    return lock
-
-
-def check_space(folder: Path) -> None:
-    """UserError when ``folder`` has less than ``MIN_FREE_BYTES`` free."""
-    try:
-        free = shutil.disk_usage(folder).free
-    except OSError:
-        return
-    if free < MIN_FREE_BYTES:
-        raise UserError(f"only {free // 2**20} MiB are free in {folder}, too little for a checkpoint; "
-                        f"free some space or choose another --weights-dir.")

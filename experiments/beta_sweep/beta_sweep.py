@@ -22,20 +22,19 @@ The default budget is the seed's architecture (channels 32 64 128, 128 latents) 
 the seed's model (β = 0.5) still decoded every z to an almost black image after 400 steps (test
 recon 268.6, exactly what an all-black output scores): the sigmoid output settles on these mostly
 black pictures and stays there. At 3e-4 the same model leaves that plateau within one epoch of
-12,800 images. Its train step ran at about 45-150 images/s on a shared 2-core CPU, so the four
-runs take up to about 40 minutes of training plus about 2 minutes of scoring each. A smaller
-model trains at about 200-400 images/s; ``experiments/beta_sweep/beta_sweep_cpu.md`` was made on the CPU with
+12,800 images. The tables record each run's wall time; a smaller model trains several times
+faster, and ``experiments/beta_sweep/beta_sweep_cpu.md`` was made on the CPU with
 
     python experiments/beta_sweep/beta_sweep.py --channels 16 32 64 --latent-dim 10 --lr 2e-4 --steps 1600
 
-and ``experiments/beta_sweep/beta_sweep.md``, the seed's model at 3 million images per β, on one H200 GPU in
-2.1 minutes with
+and ``experiments/beta_sweep/beta_sweep.md``, the seed's model at 3 million images per β, on one H200 GPU,
+with
 
     python experiments/beta_sweep/beta_sweep.py --steps 6000 --batch-size 512 --train-images 102400
 
 Examples::
 
-    python experiments/beta_sweep/beta_sweep.py                          # the default sweep, < 1 h on 2 CPU cores
+    python experiments/beta_sweep/beta_sweep.py                          # the default sweep
     python experiments/beta_sweep/beta_sweep.py --betas 1 4 --steps 50 --channels 8 16 16 --latent-dim 10 \\
         --num-train 100 --num-test 50 --pairs 8 --mig-samples 1000 --out-dir /tmp/sweep   # a quick check
     python experiments/beta_sweep/beta_sweep.py --reuse                  # re-score finished runs, train the rest
@@ -50,24 +49,22 @@ import platform
 import shutil
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
+import jax
+import numpy as np
+
+import imagedata
+from analysis.disentanglement import score
+from analysis.evaluation import baselines as image_baselines, loss_on, mean_image
+from cli import non_negative_float, positive_int
+from model import Architecture
+from system.errors import EXIT_USER_ERROR
+from system.files import atomic_write
+from training import RunDir, TrainConfig, load_run, train
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1]))
-
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from analysis.disentanglement import score  # noqa: E402
-from analysis.evaluation import baselines as image_baselines, loss_on, mean_image  # noqa: E402
-from cli import positive_int  # noqa: E402
-from system.errors import EXIT_USER_ERROR  # noqa: E402
-from system.files import atomic_write  # noqa: E402
-import imagedata  # noqa: E402
-from model import DEFAULT_ARCHITECTURE, load_checkpoint  # noqa: E402
-from model.checkpoint import HISTORY_FILE, latest_checkpoint  # noqa: E402
-from training import TrainConfig, train  # noqa: E402
+SEED_ARCHITECTURE = Architecture()
 
 MARKDOWN_FILE = "beta_sweep.md"
 PLOT_FILE = "beta_sweep.png"
@@ -78,22 +75,12 @@ DSPRITES_IMAGES = 737_280
 REFERENCE = {"VAE": 0.6158, "β-VAE": 0.9923}
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, not {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     run = parser.add_argument_group("training budget (the same for every β)")
     run.add_argument("--dataset", choices=tuple(imagedata.GENERATED), default="shapes",
                      help="the embedded dataset with known factors to sweep on (default: shapes)")
-    run.add_argument("--betas", type=_non_negative_float, nargs="+", default=list(DEFAULT_BETAS),
+    run.add_argument("--betas", type=non_negative_float, nargs="+", default=list(DEFAULT_BETAS),
                      help="KL weights to train (default: 0.5 1 4 8)")
     run.add_argument("--steps", type=positive_int, default=400, help="train steps per β (default: 400)")
     run.add_argument("--batch-size", type=positive_int, default=64, help="images per step (default: 64)")
@@ -103,10 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="AdamW learning rate (default: 3e-4, the shapes preset; the seed's 1e-3 plateaus here)")
     run.add_argument("--seed", type=int, default=0,
                      help="seed of initialisation, shuffling, sampling noise and metric draws (default: 0)")
-    run.add_argument("--channels", type=positive_int, nargs="+", default=list(DEFAULT_ARCHITECTURE["channels"]),
+    run.add_argument("--channels", type=positive_int, nargs="+", default=list(SEED_ARCHITECTURE.channels),
                      help="encoder conv widths, mirrored by the decoder (default: the seed's 32 64 128)")
-    run.add_argument("--latent-dim", type=positive_int, default=DEFAULT_ARCHITECTURE["latent_dim"],
-                     help=f"latent size (default: the seed's {DEFAULT_ARCHITECTURE['latent_dim']})")
+    run.add_argument("--latent-dim", type=positive_int, default=SEED_ARCHITECTURE.latent_dim,
+                     help=f"latent size (default: the seed's {SEED_ARCHITECTURE.latent_dim})")
     score = parser.add_argument_group("scoring")
     score.add_argument("--test-images", type=positive_int, default=2000,
                        help="test-split images for recon and KL (default: 2000)")
@@ -147,16 +134,12 @@ def train_config(args, beta: float) -> TrainConfig:
 
 def _run_matches(weights_dir: Path, config: TrainConfig) -> bool:
     """Whether ``weights_dir`` holds a finished run of exactly ``config`` (less its epoch count)."""
-    folder = latest_checkpoint(weights_dir)
+    folder = RunDir(weights_dir).latest_epoch()
     if folder is None:
         return False
-    try:
-        saved = load_checkpoint(folder)[1]
-        done = json.loads((folder / "trainer.json").read_text())
-    except (OSError, ValueError):
-        return False
-    recorded = TrainConfig.from_dict(saved)
-    return (replace(recorded, epochs=config.epochs) == config and done.get("step") == config.max_steps)
+    _, recorded = load_run(folder)
+    return (recorded.with_flat(epochs=config.run.epochs, max_steps=config.run.max_steps) == config
+            and RunDir.steps_of(folder) == config.run.max_steps)
 
 
 def run_beta(args, beta: float, test_images: np.ndarray, log) -> dict:
@@ -169,8 +152,10 @@ def run_beta(args, beta: float, test_images: np.ndarray, log) -> dict:
         shutil.rmtree(weights_dir, ignore_errors=True)
         log(f"β = {beta:g}: training {args.steps} steps of {args.batch_size} into {weights_dir}")
         train(config, weights_dir=weights_dir, progress=False, log=log)
-    params, _, path = load_checkpoint(weights_dir=weights_dir)
-    history = json.loads((weights_dir / HISTORY_FILE).read_text())
+    run = RunDir(weights_dir)
+    path = run.find_params()
+    params, _ = load_run(path)
+    history = json.loads(run.history.read_text())
     steps = history["steps"]
     rates = [s["images_per_s"] for s in steps[1:]] or [s["images_per_s"] for s in steps]  # first window: compile
     train_seconds = history["epochs"][-1]["wall_time"] if history["epochs"] else float("nan")
@@ -210,8 +195,7 @@ def _fmt(x, spec) -> str:
 def markdown(rows: list[dict], args, total_seconds: float, chance: float, baselines: dict | None = None) -> str:
     images = args.steps * args.batch_size
     arch = f"channels {' '.join(map(str, args.channels))}, {args.latent_dim} latents"
-    seed_arch = list(args.channels) == list(DEFAULT_ARCHITECTURE["channels"]) \
-        and args.latent_dim == DEFAULT_ARCHITECTURE["latent_dim"]
+    seed_arch = tuple(args.channels) == SEED_ARCHITECTURE.channels and args.latent_dim == SEED_ARCHITECTURE.latent_dim
     cpu = f"{os.cpu_count()}-core {platform.machine()} CPU" if jax.devices()[0].platform == "cpu" \
         else f"{jax.device_count()} × {jax.devices()[0].device_kind}"
     lines = [
