@@ -113,14 +113,20 @@ def add_data_arguments(parser, *, default_dataset=DEFAULT_DATASET, from_checkpoi
     return group
 
 
-def add_checkpoint_arguments(parser, *, split=True) -> None:
-    """--weights, --weights-dir, --out-dir and the data flags (defaulting to the checkpoint's)."""
+def add_weights_arguments(parser):
+    """--weights and --weights-dir in a "checkpoint" group; returns the group."""
     group = parser.add_argument_group("checkpoint")
     group.add_argument("--weights", default=None, metavar="PATH",
-                       help="a params.npz file or an epoch_N folder to load (default: the newest "
-                            "epoch_N/ in --weights-dir)")
+                       help="a parameter file (.safetensors, or the .npz of earlier versions), a checkpoint folder "
+                            "or a run folder (default: the newest epoch_N/ in --weights-dir)")
     group.add_argument("--weights-dir", default=DEFAULT_WEIGHTS_DIR, metavar="DIR",
-                       help=f"folder of the training run, holding epoch_N/params.npz (default: {DEFAULT_WEIGHTS_DIR})")
+                       help=f"folder of the training run, holding its epoch_N/ checkpoints (default: {DEFAULT_WEIGHTS_DIR})")
+    return group
+
+
+def add_checkpoint_arguments(parser, *, split=True) -> None:
+    """--weights, --weights-dir, --out-dir and the data flags (defaulting to the checkpoint's)."""
+    add_weights_arguments(parser)
     add_out_argument(parser)
     group = add_data_arguments(parser, from_checkpoint=True)
     if split:

@@ -49,12 +49,7 @@ from system.files import write_json
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser(__doc__)
-    ckpt = parser.add_argument_group("checkpoint")
-    ckpt.add_argument("--weights", default=None, metavar="PATH",
-                      help="a params.npz file or an epoch_N folder to score "
-                           "(default: the newest epoch_N/ in --weights-dir)")
-    ckpt.add_argument("--weights-dir", default=cli.DEFAULT_WEIGHTS_DIR, metavar="DIR",
-                      help=f"folder of the training run, holding epoch_N/params.npz (default: {cli.DEFAULT_WEIGHTS_DIR})")
+    cli.add_weights_arguments(parser)
     parser.add_argument("--out-dir", default=cli.DEFAULT_OUT_DIR, metavar="DIR",
                         help=f"folder {RESULTS_FILE} is written to (default: {cli.DEFAULT_OUT_DIR})")
     sizes = parser.add_argument_group("sample sizes")

@@ -8,7 +8,7 @@
     python train.py --dataset folder --data-dir my_photos --epochs 20 --batch-size 64   # your own images
     python train.py --overwrite                  # replace the run in weights/ by a new one
 
-Checkpoints go to ``weights/epoch_N/`` (``params.npz`` with the run's config, ``optimizer.npz``,
+Checkpoints go to ``weights/epoch_N/`` (``model.safetensors`` with the run's config, ``optimizer.safetensors``,
 ``trainer.json``); the history of every logged step and epoch to ``weights/history.json`` for
 ``plots.py``; a grid of validation reconstructions and prior samples after every epoch to
 ``weights/samples/epoch_N.png`` (``--tensorboard DIR`` logs them too). ``--dataset folder --data-dir DIR``

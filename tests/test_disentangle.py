@@ -81,7 +81,7 @@ def test_scores_a_checkpoint_and_writes_json(weights_dir, tmp_path, capsys):
     a = result["active_units"]
     assert 0 <= a["count"] <= a["latent_dim"] == 4 and len(a["variances"]) == 4
     assert result["checkpoint"]["epoch"] == 1 and result["checkpoint"]["beta"] == 4
-    assert result["checkpoint"]["path"].endswith("epoch_1/params.npz")
+    assert result["checkpoint"]["path"].endswith("epoch_1/model.safetensors")
 
 
 def test_score_is_reproducible_from_its_seed(weights_dir):

@@ -17,6 +17,7 @@ from imagedata import celeba
 from training import devices
 from system.errors import EXIT_USER_ERROR
 from test_data import load_split
+from training import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -153,9 +154,7 @@ def free_port():
 
 
 def final_params(weights_dir):
-    files = sorted(Path(weights_dir).glob("epoch_*/params.npz"))
-    with np.load(files[-1]) as f:
-        return {k: f[k] for k in f.files if not k.startswith("__")}
+    return load_run(weights_dir=weights_dir)[0]
 
 
 @pytest.mark.slow

@@ -81,4 +81,4 @@ def test_the_run_it_line_works_at_a_reduced_size(tmp_path, monkeypatch):
         with Image.open(tmp_path / "results" / name) as image:
             image.verify()
     assert (tmp_path / "results" / "metrics.json").is_file()
-    assert (tmp_path / "weights" / "epoch_1" / "params.npz").is_file()
+    assert (tmp_path / "weights" / "epoch_1" / "model.safetensors").is_file()

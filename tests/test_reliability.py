@@ -15,7 +15,7 @@ import imagedata
 import train
 import training.loop
 from system.errors import EXIT_USER_ERROR, UserError
-from model import VAE
+from model import VAE, tensor_file
 from training import RunDir, checkpoints, load_run, rundir
 
 from test_data import jpeg_bytes, name, write_images, write_partition_txt
@@ -286,32 +286,29 @@ def test_an_unwritable_weights_folder_is_one_sentence(tmp_path, capsys):
         os.chmod(tmp_path / "ro", 0o755)
 
 
-@pytest.mark.parametrize("writer", ["write_json", "atomic_write"])
+@pytest.mark.parametrize("writer", [(checkpoints, "write_json"), (tensor_file, "write")], ids=["json", "tensors"])
 def test_a_full_disk_during_a_save_is_one_sentence_and_leaves_no_temporaries(tmp_path, monkeypatch, capsys, writer):
     def full(*_args, **_kwargs):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(checkpoints, writer, full)
+    monkeypatch.setattr(*writer, full)
     assert main(tmp_path / "w", "--epochs", "1") == EXIT_USER_ERROR
     assert "No space left" in error_line(capsys)
     assert not [p for p in (tmp_path / "w").iterdir() if p.name.startswith(".")]
 
 
 def garbage_config(folder):
-    with np.load(folder / "params.npz") as f:
-        arrays = {k: f[k] for k in f.files}
-    arrays["__config__"] = np.array("{not json")
-    np.savez(folder / "params.npz", **arrays)
+    arrays, metadata = tensor_file.read(folder / RunDir.PARAMS_FILE)
+    tensor_file.write(folder / RunDir.PARAMS_FILE, arrays, dict(metadata, config="{not json"))
 
 
 def no_config(folder):
-    with np.load(folder / "params.npz") as f:
-        arrays = {k: f[k] for k in f.files if k != "__config__"}
-    np.savez(folder / "params.npz", **arrays)
+    arrays, metadata = tensor_file.read(folder / RunDir.PARAMS_FILE)
+    tensor_file.write(folder / RunDir.PARAMS_FILE, arrays, {k: v for k, v in metadata.items() if k != "config"})
 
 
 def truncated_optimizer(folder):
-    data = (folder / "optimizer.npz").read_bytes()
-    (folder / "optimizer.npz").write_bytes(data[: len(data) // 2])
+    data = (folder / RunDir.OPTIMIZER_FILE).read_bytes()
+    (folder / RunDir.OPTIMIZER_FILE).write_bytes(data[: len(data) // 2])
 
 
 def garbage_trainer(folder):

@@ -46,7 +46,7 @@ def test_run_writes_checkpoints_and_history(tmp_path):
     summary = run(tmp_path, "--epochs", "2")
     w = tmp_path / "w"
     assert sorted(p.name for p in w.iterdir()) == ["epoch_1", "epoch_2", "history.json"]
-    for name in ("params.npz", "optimizer.npz", "trainer.json"):
+    for name in ("model.safetensors", "optimizer.safetensors", "trainer.json"):
         assert (w / "epoch_2" / name).is_file()
     history = json.loads((w / "history.json").read_text())
     assert [e["epoch"] for e in history["epochs"]] == [1, 2]
@@ -95,7 +95,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, monkeypatch):
     summary = run(tmp_path, "--epochs", "1", name="split")
     monkeypatch.setattr(VAE, "train_step", real_step)
     assert summary["interrupted"] and summary["step"] == 2
-    assert (tmp_path / "split" / "interrupted" / "params.npz").is_file()
+    assert (tmp_path / "split" / "interrupted" / "model.safetensors").is_file()
     run(tmp_path, "--epochs", "1", "--resume", name="split")
     assert not (tmp_path / "split" / "interrupted").exists()
     assert_same_params(params_of(tmp_path / "straight" / "epoch_1"), params_of(tmp_path / "split" / "epoch_1"))

@@ -18,10 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from imagedata import DataOptions
-from model import Architecture, TrainState, adamw, init_state, load_params, save_params
-from model.param_file import check_shapes
+from model import Architecture, TrainState, adamw, init_state, load_params, save_params, tensor_file
+from model.param_file import FILE_VERSION, ZIP_MAGIC, check_shapes
 from system.errors import UserError
-from system.files import atomic_write, write_json
+from system.files import write_json
 
 from .config import TrainConfig
 from .rundir import RunDir
@@ -53,10 +53,21 @@ def _write_into(tmp: Path, state, config: TrainConfig, progress: dict) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     params, opt = jax.device_get((state.params, state.opt))
-    save_params(RunDir.params_file(tmp), params, config.as_dict())
+    save_params(tmp / RunDir.PARAMS_FILE, params, config.as_dict())
     moments = {f"m.{k}": v for k, v in opt.m.items()} | {f"v.{k}": v for k, v in opt.v.items()}
-    atomic_write(tmp / RunDir.OPTIMIZER_FILE, lambda f: np.savez(f, step=np.asarray(opt.step), **moments))
+    tensor_file.write(tmp / RunDir.OPTIMIZER_FILE, {"step": np.asarray(opt.step, np.int32), **moments},
+                      {"bvaex": "optimizer", "version": str(FILE_VERSION)})
     write_json(tmp / RunDir.PROGRESS_FILE, progress)
+
+
+def read_optimizer(path) -> dict:
+    """{"step", "m.<name>", "v.<name>": NumPy array} of an optimiser file (safetensors or legacy .npz)."""
+    with open(path, "rb") as f:
+        legacy = f.read(4) == ZIP_MAGIC
+    if legacy:
+        with np.load(path, allow_pickle=False) as f:
+            return {name: f[name] for name in f.files}
+    return tensor_file.read(path)[0]
 
 
 def load_run(weights=None, weights_dir="weights") -> tuple[dict, TrainConfig]:
@@ -94,11 +105,12 @@ def load_state(folder, config: TrainConfig) -> tuple[TrainState, dict]:
     """(TrainState, progress dict) from a checkpoint folder written by ``save_checkpoint``."""
     folder = Path(folder)
     params, _ = load_params(RunDir.params_file(folder), architecture=config.model)
+    optimizer = RunDir.optimizer_file(folder)
     try:
-        with np.load(folder / RunDir.OPTIMIZER_FILE, allow_pickle=False) as f:
-            m = {k: f[f"m.{k}"] for k in params}
-            v = {k: f[f"v.{k}"] for k in params}
-            step = jnp.asarray(f["step"], jnp.int32)
+        arrays = read_optimizer(optimizer)
+        m = {k[2:]: a for k, a in arrays.items() if k.startswith("m.")}
+        v = {k[2:]: a for k, a in arrays.items() if k.startswith("v.")}
+        step = jnp.asarray(arrays["step"], jnp.int32)
         progress = json.loads((folder / RunDir.PROGRESS_FILE).read_text())
         progress = {k: int(progress[k]) for k in ("epoch", "batch", "step")} | {
             "wall_time": float(progress.get("wall_time") or 0.0)}
@@ -107,7 +119,7 @@ def load_state(folder, config: TrainConfig) -> tuple[TrainState, dict]:
                         f"pick another with --resume-from or start afresh.") from None
     shapes = {name: p.shape for name, p in params.items()}
     for moments in (m, v):  # an optimiser file from another model must not reach the step
-        check_shapes(moments, shapes, folder / RunDir.OPTIMIZER_FILE)
+        check_shapes(moments, shapes, optimizer)
     state = init_state(params, config.hparams)
     moments = [{k: jnp.asarray(a, jnp.float32) for k, a in d.items()} for d in (m, v)]
     return TrainState(state.params, adamw.AdamWState(step, *moments), state.hparams), progress

@@ -2,7 +2,8 @@
 
     weights/                  the run folder (--weights-dir)
       .lock                   held by the run training in it (``Lock``)
-      epoch_N/                a checkpoint after epoch N: params.npz, optimizer.npz, trainer.json
+      epoch_N/                a checkpoint after epoch N: model.safetensors, optimizer.safetensors, trainer.json
+                              (params.npz and optimizer.npz in checkpoints of earlier versions)
       interrupted/            the checkpoint saved when a run was stopped inside an epoch
       history.json            every logged step and epoch (plots.py)
       samples/                grids of reconstructions and prior samples written while training
@@ -30,10 +31,10 @@ MIN_FREE_BYTES = 64 * 2**20  # a tiny checkpoint; below this a save is bound to 
 
 
 class RunDir:
-    PARAMS_FILE = "params.npz"      # the parameters and the run's config (model/param_file.py)
-    OPTIMIZER_FILE = "optimizer.npz"
-    PROGRESS_FILE = "trainer.json"  # epoch, batch, step and wall time of the checkpoint
-    CHECKPOINT_FILES = (PARAMS_FILE, OPTIMIZER_FILE, PROGRESS_FILE)
+    PARAMS_FILE = "model.safetensors"  # the parameters and the run's config (model/param_file.py)
+    OPTIMIZER_FILE = "optimizer.safetensors"
+    PROGRESS_FILE = "trainer.json"     # epoch, batch, step and wall time of the checkpoint
+    LEGACY = {PARAMS_FILE: "params.npz", OPTIMIZER_FILE: "optimizer.npz"}  # what checkpoints held before
     HISTORY_FILE = "history.json"
     SAMPLES_DIR = "samples"
     INTERRUPTED = "interrupted"
@@ -77,13 +78,24 @@ class RunDir:
         return name == cls.INTERRUPTED or (name.startswith(cls.EPOCH_PREFIX) and name[len(cls.EPOCH_PREFIX):].isdigit())
 
     @classmethod
+    def checkpoint_file(cls, folder, name) -> Path:
+        """``folder/name``, or its legacy counterpart when only that exists."""
+        path, legacy = Path(folder) / name, Path(folder) / cls.LEGACY.get(name, name)
+        return legacy if not path.exists() and legacy.exists() else path
+
+    @classmethod
     def params_file(cls, folder) -> Path:
-        return Path(folder) / cls.PARAMS_FILE
+        return cls.checkpoint_file(folder, cls.PARAMS_FILE)
+
+    @classmethod
+    def optimizer_file(cls, folder) -> Path:
+        return cls.checkpoint_file(folder, cls.OPTIMIZER_FILE)
 
     @classmethod
     def is_complete(cls, folder) -> bool:
         """Whether ``folder`` holds every file of a checkpoint."""
-        return all((Path(folder) / f).is_file() for f in cls.CHECKPOINT_FILES)
+        return all(cls.checkpoint_file(folder, f).is_file() for f in (cls.PARAMS_FILE, cls.OPTIMIZER_FILE,
+                                                                      cls.PROGRESS_FILE))
 
     # ---------------------------------------------------------------- finding checkpoints
 
