@@ -22,6 +22,7 @@ from training import RunDir, TrainConfig, load_run
 DEFAULT_WEIGHTS_DIR = "weights"
 DEFAULT_OUT_DIR = "results"
 DEFAULT_DATASET = "faces"  # the embedded default of every analysis script
+SHIPPED_MODEL = Path(__file__).resolve().parent / "pretrained" / "faces"  # a model trained on the faces (its README)
 
 
 # --------------------------------------------------------------------------- flags
@@ -168,9 +169,35 @@ class Checkpoint:
         return f"{self.path}" + ("" if self.epoch is None else f" (epoch {self.epoch})")
 
 
+def shipped_fallback(weights, weights_dir) -> Path | None:
+    """The shipped model's folder when nothing else is asked for (no ``--weights``, the default
+    ``--weights-dir``) and that folder holds no run yet; None otherwise."""
+    if weights is not None or str(weights_dir) != DEFAULT_WEIGHTS_DIR or RunDir(weights_dir).latest_epoch() is not None:
+        return None
+    return SHIPPED_MODEL if RunDir.params_file(SHIPPED_MODEL).is_file() else None
+
+
+def checkpoint_path(weights, weights_dir) -> Path:
+    """The parameter file ``--weights``/``--weights-dir`` name, else the shipped model (said in one line)."""
+    shipped = shipped_fallback(weights, weights_dir)
+    if shipped is not None:
+        print(f"note: no run in {weights_dir}/ yet, so the shipped faces model {_shown(shipped)} is used; "
+              f"train your own with python train.py --dataset faces.", file=sys.stderr)
+        return RunDir.params_file(shipped)
+    return RunDir(weights_dir).find_params(weights)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working folder when it lies below it."""
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def load_checkpoint(args) -> Checkpoint:
-    """The checkpoint named by ``--weights``/``--weights-dir``; UserError when there is none."""
-    path = RunDir(args.weights_dir).find_params(args.weights)
+    """The checkpoint named by ``--weights``/``--weights-dir`` (or the shipped model); UserError when there is none."""
+    path = checkpoint_path(args.weights, args.weights_dir)
     params, config = load_run(path)
     return Checkpoint(params, config, path)
 

@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_factor_checkpoint(weights=None, weights_dir=cli.DEFAULT_WEIGHTS_DIR):
     """(params, TrainConfig, path, dataset module) of a checkpoint trained on a dataset with known factors."""
-    path = RunDir(weights_dir).find_params(weights)
+    path = cli.checkpoint_path(weights, weights_dir)
     params, config = load_run(path)
     name = config.data.dataset or cli.DEFAULT_DATASET
     if name not in imagedata.GENERATED:

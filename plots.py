@@ -37,6 +37,11 @@ def build_parser():
 def _run(argv):
     args = build_parser().parse_args(argv)
     history_path = Path(args.history) if args.history else RunDir(args.weights_dir).history
+    shipped = cli.shipped_fallback(None, args.weights_dir) if args.history is None else None
+    if shipped is not None and not history_path.exists():
+        history_path = RunDir(shipped).history
+        print(f"note: no run in {args.weights_dir}/ yet, so the shipped faces model's history is drawn; "
+              f"train your own with python train.py --dataset faces.", file=sys.stderr)
     history = load_history(history_path)
     path = loss_curves(history, Path(args.out_dir) / CURVES_FILE, title=title(history), log=args.log,
                        show_steps=not args.no_steps)

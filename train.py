@@ -7,6 +7,7 @@
     python train.py --epochs 150 --resume        # extend a finished run
     python train.py --dataset folder --data-dir my_photos --epochs 20 --batch-size 64   # your own images
     python train.py --overwrite                  # replace the run in weights/ by a new one
+    python train.py --dataset faces --init-from pretrained/faces    # fine-tune the shipped model
 
 Checkpoints go to ``weights/epoch_N/`` (``model.safetensors`` with the run's config, ``optimizer.safetensors``,
 ``trainer.json``); the history of every logged step and epoch to ``weights/history.json`` for
@@ -14,6 +15,7 @@ Checkpoints go to ``weights/epoch_N/`` (``model.safetensors`` with the run's con
 ``weights/samples/epoch_N.png`` (``--tensorboard DIR`` logs them too). ``--dataset folder --data-dir DIR``
 trains on your own images. With several devices the batch is split over them (``training/devices.py``).
 """
+import shlex
 import sys
 
 import cli
@@ -21,7 +23,7 @@ import imagedata
 from model.precision import COMPUTE_DTYPES
 from system.errors import UserError
 from training import PRESETS, TrainConfig, devices, signals, train
-from training.config import PART_OF
+from training.config import LR_SCHEDULES, PART_OF
 from training.monitor import Monitor
 
 
@@ -48,6 +50,10 @@ def build_parser():
     run.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --weights-dir")
     run.add_argument("--resume-from", metavar="PATH",
                      help="continue from this checkpoint folder (an epoch_N/ or interrupted/), e.g. when the newest is corrupt")
+    run.add_argument("--init-from", metavar="PATH",
+                     help="start the new run from these parameters instead of a random initialisation: a bvaex "
+                          "checkpoint or a PyTorch state_dict saved with safetensors (docs/pytorch.md); the "
+                          "architecture is read from them, the optimiser starts afresh")
     run.add_argument("--overwrite", action="store_true",
                      help="delete the run already in --weights-dir and start afresh (default: refuse to)")
     run.add_argument("--keep", type=cli.positive_int, help="keep only the newest N epoch checkpoints (default: all)")
@@ -82,6 +88,9 @@ def build_parser():
     hp.add_argument("--beta2", dest="b2", type=cli.unit_interval, help=f"AdamW β₂ (default: {seed['b2']})")
     hp.add_argument("--adam-eps", dest="eps", type=cli.positive_float, help=f"AdamW ε (default: {seed['eps']})")
     hp.add_argument("--weight-decay", type=cli.non_negative_float, help=f"AdamW decoupled weight decay λ (default: {seed['weight_decay']})")
+    hp.add_argument("--lr-schedule", choices=LR_SCHEDULES,
+                    help="constant, or cosine: the learning rate decays to 0 over the run's planned steps "
+                         "(epochs x steps per epoch) (default: constant, the seed's)")
     hp.add_argument("--clip-norm", type=cli.positive_float, help="clip the gradient to this global L2 norm (default: no clipping)")
     hp.add_argument("--clip-value", type=cli.positive_float, help="clip each gradient element to [−c, c] (the seed used 1.0; default: off)")
     hp.add_argument("--compute-dtype", choices=COMPUTE_DTYPES,
@@ -100,6 +109,7 @@ def config_from_args(args) -> TrainConfig:
 
 
 def _run(argv):
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     devices.select(args.device)
     if args.distributed:
@@ -112,7 +122,8 @@ def _run(argv):
         devices.warn_if_long(config)
     monitor = Monitor(samples=not args.no_samples, sample_every=args.sample_every, tensorboard=args.tensorboard)
     summary = train(config, weights_dir=args.weights_dir, resume=args.resume, resume_from=args.resume_from,
-                    overwrite=args.overwrite, keep=args.keep, progress=not args.no_progress, monitor=monitor)
+                    overwrite=args.overwrite, keep=args.keep, progress=not args.no_progress, monitor=monitor,
+                    init_from=args.init_from, command=shlex.join(["python", "train.py"] + list(argv)))
     return signals.exit_code(summary["signal"]) if summary["interrupted"] else 0
 
 

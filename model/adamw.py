@@ -23,6 +23,13 @@ class AdamWHyperparams(NamedTuple):
     weight_decay: float = 0.01
 
 
+def cosine_factor(step, decay_steps):
+    """The learning rate's factor at ``step`` (updates taken so far) of a cosine decay to 0 over
+    ``decay_steps``: ½(1 + cos(π·min(step/T, 1))), 1 at the first update; an infinite T keeps it 1."""
+    progress = jnp.minimum(step / decay_steps, 1.0)
+    return 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+
+
 def decay_mask(params):
     """Decay weights, not biases (PyTorch's AdamW decays both unless told otherwise)."""
     return {name: not name.endswith(".bias") for name in params}

@@ -44,6 +44,8 @@ class TrainHyperparams(NamedTuple):
     adamw: AdamWHyperparams = AdamWHyperparams()
     clip_norm: float | None = None   # global-norm clipping threshold (None: off)
     clip_value: float | None = None  # element-wise clipping to [−c, c] (None: off)
+    lr_decay_steps: float | None = None  # cosine decay of lr to 0 over this many steps (None: constant);
+    # set from the run's length by the training loop, so not among the recorded (flat) names
 
     FLAT = ("beta",) + AdamWHyperparams._fields + ("clip_norm", "clip_value")
 
@@ -63,7 +65,7 @@ class TrainHyperparams(NamedTuple):
         """float32 scalars, clipping off as an infinite threshold."""
         f32 = lambda v: jnp.asarray(float("inf") if v is None else v, jnp.float32)
         return TrainHyperparams(f32(self.beta), AdamWHyperparams(*map(f32, self.adamw)),
-                                f32(self.clip_norm), f32(self.clip_value))
+                                f32(self.clip_norm), f32(self.clip_value), f32(self.lr_decay_steps))
 
 
 class TrainState(NamedTuple):
@@ -178,7 +180,8 @@ class VAE:
             grads = precision.cast_tree(grads, jnp.float32)
         norm = global_norm(grads)
         grads = clip_by_value(clip_by_global_norm(grads, hp.clip_norm, norm), hp.clip_value)
-        params, opt = adamw.update(params, grads, state.opt, hp.adamw)
+        lr = hp.adamw.lr * adamw.cosine_factor(state.opt.step, hp.lr_decay_steps)
+        params, opt = adamw.update(params, grads, state.opt, hp.adamw._replace(lr=lr))
         return TrainState(params, opt, hp), dict(metrics, grad_norm=norm)
 
 
@@ -232,7 +235,8 @@ def init_state(params, hparams=None, **flat):
 
     The parameters are copied: ``train_step`` donates the state, and the caller's arrays stay valid.
     """
-    hp = TrainHyperparams.from_flat(**((hparams or TrainHyperparams()).flat() | flat))
+    hp = hparams or TrainHyperparams()
+    hp = TrainHyperparams.from_flat(**(hp.flat() | flat))._replace(lr_decay_steps=hp.lr_decay_steps)
     params = {name: jnp.array(p, copy=True) for name, p in params.items()}
     return TrainState(params, adamw.init(params), hp.as_arrays())
 

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from model import (Architecture, adamw, count_params, decode, encode, init_params, init_state, loss_and_grads,
-                   train_step)
+from model import (Architecture, TrainHyperparams, adamw, count_params, decode, encode, init_params, init_state,
+                   loss_and_grads, train_step)
 from model.clip import clip_by_global_norm, clip_by_value, global_norm
 from benchmarks.reference import reference_loss
 from model.model import build
@@ -223,3 +223,22 @@ def test_no_autodiff_in_the_product():
 def test_the_autodiff_check_can_fail():
     assert FORBIDDEN.search("g = jax.grad(f)(x)") and FORBIDDEN.search("from jax import vjp")
     assert FORBIDDEN.search("import optax") and not FORBIDDEN.search("gradient = manual_grad(x)")
+
+
+def test_the_cosine_schedule_scales_the_learning_rate_of_the_step():
+    assert float(adamw.cosine_factor(0, 10)) == 1.0 and float(adamw.cosine_factor(10, 10)) == 0.0
+    np.testing.assert_allclose(float(adamw.cosine_factor(5, 10)), 0.5, atol=1e-7)
+    assert float(adamw.cosine_factor(3, float("inf"))) == 1.0 and float(adamw.cosine_factor(30, 10)) == 0.0
+    params = init_params(jax.random.PRNGKey(0), **SMALL)
+    x = jax.random.uniform(jax.random.PRNGKey(1), (4, 3, 16, 16))
+    key = jax.random.PRNGKey(2)
+    scheduled = lambda: init_state(params, TrainHyperparams(lr_decay_steps=4.0))  # a fresh one: steps donate it
+    first, _ = train_step(scheduled(), x, key)  # factor 1 at the first update: the constant step
+    constant, _ = train_step(init_state(params), x, key)
+    for name in params:
+        np.testing.assert_array_equal(first.params[name], constant.params[name], err_msg=name)
+    at_end = scheduled()
+    at_end = at_end._replace(opt=at_end.opt._replace(step=jnp.asarray(4, jnp.int32)))
+    after, _ = train_step(at_end, x, key)  # factor 0 after T updates: nothing moves, weight decay included
+    for name in params:
+        np.testing.assert_array_equal(after.params[name], params[name], err_msg=name)

@@ -33,7 +33,8 @@ FORMAT = 2  # of the recorded config: {"format", "data", "model", "hparams", "ru
 # the optimiser's settings: a resumed run may change them (the history records the change)
 OPTIMIZER_FIELDS = AdamWHyperparams._fields + ("clip_norm", "clip_value")
 # what a resumed run may change; asking for another value of anything else is refused
-RESUME_FIELDS = ("epochs", "compute_dtype", "log_every") + OPTIMIZER_FIELDS  # and max_steps (per invocation)
+RESUME_FIELDS = ("epochs", "compute_dtype", "log_every", "lr_schedule") + OPTIMIZER_FIELDS  # and max_steps
+LR_SCHEDULES = ("constant", "cosine")
 MOVABLE_FIELDS = ("data_dir", "cache_dir")  # where the same data lives may move between invocations
 
 
@@ -46,6 +47,7 @@ class RunOptions:
     val_images: int = 2048        # scored after every epoch
     log_every: int = 10           # steps between reading metrics back from the device
     compute_dtype: str = "float32"
+    lr_schedule: str = "constant"  # or "cosine": the learning rate decays to 0 over the run's steps
 
 
 def _names(part) -> tuple:
@@ -119,6 +121,11 @@ class TrainConfig:
         return cls.from_flat(**flat)
 
     # ---------------------------------------------------------------- resuming
+
+    def step_hparams(self, total_steps: int) -> TrainHyperparams:
+        """The train step's hyperparameters for a run of ``total_steps`` steps (its lr schedule applied)."""
+        decay = total_steps if self.run.lr_schedule == "cosine" else None
+        return self.hparams._replace(lr_decay_steps=decay)
 
     def resumed_from(self, saved: "TrainConfig", where) -> "TrainConfig":
         """``saved`` (a checkpoint's config) with what this request may change on resume: the

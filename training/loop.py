@@ -19,7 +19,7 @@ import numpy as np
 import imagedata
 from analysis.evaluation import loss_on
 from imagedata.batches import iterate_batches, num_batches, to_device
-from model import build, init_state
+from model import Architecture, adamw, build, init_state, load_params
 from system.errors import UserError
 
 from . import checkpoints, signals
@@ -46,8 +46,14 @@ class Run:
     batch_sharding: object
     wall_before: float     # seconds trained before this process
     started: float
+    hparams: object = None  # model.TrainHyperparams of the step (floats), its schedule included
     monitor: object = None  # training/monitor.py: sample grids, TensorBoard
     progress_bars: bool = True
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of the update after ``step`` updates (the schedule's, ``model/adamw.py``)."""
+        decay = self.hparams.lr_decay_steps
+        return self.hparams.adamw.lr * float(adamw.cosine_factor(step, math.inf if decay is None else decay))
 
     def elapsed(self) -> float:
         return self.wall_before + time.perf_counter() - self.started
@@ -57,8 +63,12 @@ class Run:
 
 
 def train(config: TrainConfig, *, weights_dir="weights", resume=False, resume_from=None, overwrite=False,
-          keep=None, progress=True, log=print, monitor=None) -> dict:
+          keep=None, progress=True, log=print, monitor=None, init_from=None, command=None) -> dict:
     """Run (or resume) training as ``config`` says. Returns a summary dict.
+
+    ``init_from``: a parameter file (or checkpoint) a new run starts from instead of a random
+    initialisation, with a fresh optimiser; its architecture is the run's. ``command``: the command
+    line of this invocation, appended to the history's ``"commands"``.
 
     The weights folder is locked for the run (``RunDir.claim``). SIGINT and SIGTERM finish the
     current step and save; ``summary["signal"]`` is then the signal's number. Raises UserError
@@ -66,9 +76,16 @@ def train(config: TrainConfig, *, weights_dir="weights", resume=False, resume_fr
     """
     folder = RunDir(weights_dir)
     resume = resume or resume_from is not None
+    params = None
+    if init_from is not None:  # read before the folder is claimed: a bad file must not cost an --overwrite
+        if resume:
+            raise UserError("--init-from starts a new run and --resume continues one; give one of them.")
+        config, params = initial_params(config, folder.find_params(init_from))
     lock = folder.claim(resume=resume, overwrite=overwrite)
     try:
-        run = start(config, folder, resume, resume_from, progress, log)
+        run = start(config, folder, resume, resume_from, progress, log, params)
+        if command is not None:
+            run.history.setdefault("commands", []).append(command)
         run.monitor = monitor  # training/monitor.py: sample grids, TensorBoard
         with signals.recorded() as stop:
             last_saved = train_epochs(run, stop, keep, log)
@@ -106,9 +123,22 @@ def save(run: Run, folder: Path) -> Path:
     return folder
 
 
-def start(config: TrainConfig, folder: RunDir, resume: bool, resume_from, progress: bool, log) -> Run:
-    """A fresh run of ``config``, or a checkpoint's run (``resume``): ``resume_from``, else the newest
-    in ``folder``."""
+def initial_params(config: TrainConfig, path) -> tuple[TrainConfig, dict]:
+    """(config with the architecture of the parameter file ``path``, its parameters); UserError when
+    an explicit --channels/--latent-dim asks for another architecture."""
+    params, _ = load_params(path)
+    arch = Architecture.of(params)
+    asked = {k: v for k, v in config.flat().items() if k in ("channels", "latent_dim") and k in config.explicit}
+    if any(getattr(arch, k) != v for k, v in asked.items()):
+        raise UserError(f"--init-from {path} is of the architecture {arch}, not the one the flags ask for; drop "
+                        f"--channels/--latent-dim or pick other parameters.")
+    return config.with_flat(**arch.as_dict()), params
+
+
+def start(config: TrainConfig, folder: RunDir, resume: bool, resume_from, progress: bool, log,
+          params=None) -> Run:
+    """A fresh run of ``config`` (from ``params`` when given, else a random initialisation), or a
+    checkpoint's run (``resume``): ``resume_from``, else the newest in ``folder``."""
     if resume:
         checkpoint = Path(resume_from) if resume_from is not None else folder.resume_point()
         if not RunDir.is_complete(checkpoint):
@@ -117,7 +147,7 @@ def start(config: TrainConfig, folder: RunDir, resume: bool, resume_from, progre
         saved = checkpoints.saved_config(checkpoint)
         config = config.resumed_from(saved, checkpoint)
         mine, theirs = config.flat(), saved.flat()
-        changed = {k: mine[k] for k in OPTIMIZER_FIELDS if mine[k] != theirs[k]}
+        changed = {k: mine[k] for k in OPTIMIZER_FIELDS + ("lr_schedule",) if mine[k] != theirs[k]}
     run_options = config.run
     batch_sharding, replicated = device_layout(run_options.batch_size)
     train_images = imagedata.load(config.data, "train", progress=progress)
@@ -129,15 +159,18 @@ def start(config: TrainConfig, folder: RunDir, resume: bool, resume_from, progre
         raise UserError(f"The training set has {len(train_images)} images, fewer than one batch of "
                         f"{run_options.batch_size}; lower --batch-size or raise --limit.")
     vae = build(config.model)
+    step_hparams = config.step_hparams(run_options.epochs * steps_per_epoch)  # the schedule spans the planned run
     if resume:
         state, done = checkpoints.load_state(checkpoint, config)
+        state = state._replace(hparams=step_hparams.as_arrays())
         history = folder.read_history(done)
         if changed:  # optimiser settings changed on resume: from this step on
             history.setdefault("changes", []).append({"step": done["step"], **changed})
         log(f"Resuming from {checkpoint} at epoch {done['epoch']}, step {done['step']}"
             + (f", with {', '.join(f'{k} {v}' for k, v in changed.items())}." if changed else "."))
     else:
-        state = init_state(vae.init(jax.random.PRNGKey(run_options.seed)), config.hparams)
+        params = vae.init(jax.random.PRNGKey(run_options.seed)) if params is None else params
+        state = init_state(params, step_hparams)
         done = {"epoch": 0, "batch": 0, "step": 0, "wall_time": 0.0}
         history = {"epochs": [], "steps": []}
     history["config"] = config.as_dict()
@@ -151,7 +184,7 @@ def start(config: TrainConfig, folder: RunDir, resume: bool, resume_from, progre
         f"{jax.devices()[0].platform} device(s).")
     return Run(config, folder, vae, state, history, done["epoch"], done["batch"], done["step"], total_steps,
                steps_per_epoch, to_device(train_images, sharding=replicated), val_images, batch_sharding,
-               done.get("wall_time", 0.0), time.perf_counter(), progress_bars=progress)
+               done.get("wall_time", 0.0), time.perf_counter(), hparams=step_hparams, progress_bars=progress)
 
 
 def train_epoch(run: Run, stop: list, progress: bool) -> np.ndarray:
@@ -199,7 +232,7 @@ def record_steps(run: Run, pending: list, window_start: float, bar) -> np.ndarra
                             f"try a lower --lr, a --clip-norm or a smaller --beta, or check the data.")
         run.history["steps"].append({"step": step, "epoch": run.epoch + 1, "loss": float(m["loss"]),
                                      "recon": float(m["recon"]), "kl": float(m["kl"]),
-                                     "grad_norm": float(m["grad_norm"]), "lr": run.config.hparams.adamw.lr,
+                                     "grad_norm": float(m["grad_norm"]), "lr": run.lr_at(step - 1),
                                      "wall_time": run.elapsed(), "images_per_s": rate})
         sums += [float(m["loss"]), float(m["recon"]), float(m["kl"]), 1]
     if bar is not None:
