@@ -6,8 +6,12 @@ into one sentence on stderr and exit code ``EXIT_USER_ERROR`` instead of a trace
 from __future__ import annotations
 
 import argparse
+import errno
 import math
+import os
+import signal
 import sys
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,20 +26,23 @@ from training import RunDir, TrainConfig, load_run
 DEFAULT_WEIGHTS_DIR = "weights"
 DEFAULT_OUT_DIR = "results"
 DEFAULT_DATASET = "faces"  # the embedded default of every analysis script
+STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
 SHIPPED_MODEL = Path(__file__).resolve().parent / "pretrained" / "faces"  # a model trained on the faces (its README)
 
 
 # --------------------------------------------------------------------------- flags
 
-def int_at_least(minimum: int):
-    """An argparse ``type`` for whole numbers >= ``minimum``, with a one-line error otherwise."""
+def int_at_least(minimum: int, maximum: int | None = None):
+    """An argparse ``type`` for whole numbers >= ``minimum`` (and <= ``maximum``), a one-line error otherwise."""
+    wanted = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, not {text!r}")
+        if value is None or value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"expected a whole number {wanted}, not {text!r}")
         return value
     parse.__name__ = f"int>={minimum}"
     return parse
@@ -43,6 +50,7 @@ def int_at_least(minimum: int):
 
 positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
+seed_int = int_at_least(0, 2 ** 32 - 1)  # what jax.random.PRNGKey and NumPy's generators both take
 
 
 def finite_float(low: float, *, low_open=False, high: float | None = None):
@@ -133,6 +141,27 @@ def add_checkpoint_arguments(parser, *, split=True) -> None:
     if split:
         group.add_argument("--split", choices=imagedata.SPLITS, default="test",
                            help="split the images come from, held out unless train (default: test)")
+
+
+def out_dir(path) -> Path:
+    """``--out-dir``, checked before any work: a writable folder, or one that can be made (it is made
+    when the first result is written). UserError in one sentence otherwise."""
+    path = Path(path)
+    existing = next(p for p in [path, *path.absolute().parents] if p.exists())
+    problem = None
+    if not existing.is_dir():
+        problem = f"{existing} is not a folder"
+    elif existing == path:
+        try:
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        except OSError as e:
+            problem = e.strerror or str(e)
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable"
+    if problem:
+        raise UserError(f"cannot write to --out-dir {path} ({problem}); choose another folder.")
+    return path
 
 
 def add_out_argument(parser) -> None:
@@ -260,6 +289,16 @@ def run_main(work, argv=None) -> int:
     except UserError as err:
         message = str(err).strip() or type(err).__name__
         print(f"error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except BrokenPipeError:  # the output was piped into a program that stopped reading (| head): end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    except OSError as err:  # a storage error no step above turned into a sentence: still one sentence
+        if err.errno not in STORAGE_ERRORS:
+            raise
+        where = f" {err.filename}" if err.filename else ""
+        print(f"error: cannot write{where} ({err.strerror or err}); free some space or choose another folder.",
+              file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:  # Ctrl-C outside training's own handling (loading data, compiling)
         print("interrupted (Ctrl-C) before anything was saved; nothing half-written is left.", file=sys.stderr)

@@ -84,6 +84,7 @@ def load_factor_checkpoint(weights=None, weights_dir=cli.DEFAULT_WEIGHTS_DIR):
 
 def _run(argv) -> dict:
     args = build_parser().parse_args(argv)
+    cli.out_dir(args.out_dir)
     params, config, path, dataset = load_factor_checkpoint(args.weights, args.weights_dir)
     beta = config.hparams.beta
     result = score(params, dataset, seed=args.seed, num_train=args.num_train, num_test=args.num_test,

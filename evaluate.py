@@ -96,6 +96,7 @@ def evaluate(params, images, out_dir, *, num_images=8, num_samples=64, seed=0, t
 
 def _run(argv):
     args = build_parser().parse_args(argv)
+    cli.out_dir(args.out_dir)
     checkpoint, data = cli.load_for_script(args, max(args.num_images, args.rank_images, args.traverse_index + 1))
     module = imagedata.GENERATED.get(data.dataset)
     factors = (module.FACTOR_NAMES, module.split_factors(data.split, len(data.images))) if module else None

@@ -71,6 +71,7 @@ def choose_pairs(args) -> list[tuple[int, int]]:
 
 def _run(argv):
     args = build_parser().parse_args(argv)
+    cli.out_dir(args.out_dir)
     if args.pair is not None:
         if args.pairs is not None or args.index_a is not None or args.index_b is not None:
             raise UserError("give either --pair FILE FILE or test-image indices, not both.")

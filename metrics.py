@@ -56,6 +56,7 @@ def build_parser():
 
 def _run(argv):
     args = build_parser().parse_args(argv)
+    cli.out_dir(args.out_dir)
     checkpoint, data = cli.load_for_script(args, args.num_images)
     result = compute_metrics(checkpoint.params, data.images, beta=checkpoint.config.hparams.beta,
                              active_threshold=args.active_threshold)

@@ -36,6 +36,7 @@ def build_parser():
 
 def _run(argv):
     args = build_parser().parse_args(argv)
+    cli.out_dir(args.out_dir)
     history_path = Path(args.history) if args.history else RunDir(args.weights_dir).history
     shipped = cli.shipped_fallback(None, args.weights_dir) if args.history is None else None
     if shipped is not None and not history_path.exists():

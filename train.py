@@ -42,7 +42,8 @@ def build_parser():
     run.add_argument("--epochs", type=cli.positive_int, help="epochs to train " + preset.format(seed['epochs']))
     run.add_argument("--batch-size", type=cli.positive_int, help="images per step " + preset.format(seed['batch_size']))
     run.add_argument("--max-steps", type=cli.non_negative_int, help="stop after this many steps in total (default: no limit)")
-    run.add_argument("--seed", type=int, help=f"seed of initialisation, shuffling and sampling noise (default: {seed['seed']})")
+    run.add_argument("--seed", type=cli.seed_int, help=f"seed of initialisation, shuffling and sampling noise, 0 to "
+                                                       f"2^32 − 1 (default: {seed['seed']})")
     run.add_argument("--val-images", type=cli.non_negative_int,
                      help="validation images scored after each epoch, 0 for none " + preset.format(seed['val_images']))
     run.add_argument("--weights-dir", default=cli.DEFAULT_WEIGHTS_DIR,
@@ -78,6 +79,9 @@ def build_parser():
                      help="with --distributed: how many processes (default: $JAX_NUM_PROCESSES or detected)")
     run.add_argument("--process-id", type=cli.non_negative_int,
                      help="with --distributed: this process's index (default: $JAX_PROCESS_ID or detected)")
+    run.add_argument("--coordinator-timeout", type=cli.positive_float, default=devices.COORDINATOR_TIMEOUT_S,
+                     metavar="SECONDS", help="with --distributed: how long to wait for the coordinator "
+                                             f"(default: {devices.COORDINATOR_TIMEOUT_S})")
     hp = parser.add_argument_group("model and optimiser (defaults: the seed's)")
     hp.add_argument("--latent-dim", type=cli.positive_int, help=f"size of the Gaussian latent (default: {seed['latent_dim']})")
     hp.add_argument("--channels", type=cli.positive_int, nargs="+",
@@ -113,7 +117,8 @@ def _run(argv):
     args = build_parser().parse_args(argv)
     devices.select(args.device)
     if args.distributed:
-        devices.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+        devices.initialize_distributed(args.coordinator, args.num_processes, args.process_id,
+                                       timeout=args.coordinator_timeout)
     if args.overwrite and (args.resume or args.resume_from):
         raise UserError("--overwrite starts afresh and --resume continues; give one of them.")
     config = config_from_args(args)

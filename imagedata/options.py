@@ -59,10 +59,8 @@ class DataOptions:
         except ValueError as e:
             raise UserError(f"{e}.") from None
         object.__setattr__(self, "crop", crop)
-        for name in ("data_dir", "split_file"):  # recorded absolute: a run resumed elsewhere reads the same files
-            object.__setattr__(self, name, _absolute(getattr(self, name)))
-        if self.cache_dir is not None:
-            object.__setattr__(self, "cache_dir", str(self.cache_dir))
+        for name in ("data_dir", "split_file", "cache_dir"):  # recorded absolute: a run resumed elsewhere
+            object.__setattr__(self, name, _absolute(getattr(self, name)))  # reads the same files
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -113,7 +113,8 @@ def load_state(folder, config: TrainConfig) -> tuple[TrainState, dict]:
         step = jnp.asarray(arrays["step"], jnp.int32)
         progress = json.loads((folder / RunDir.PROGRESS_FILE).read_text())
         progress = {k: int(progress[k]) for k in ("epoch", "batch", "step")} | {
-            "wall_time": float(progress.get("wall_time") or 0.0)}
+            "wall_time": float(progress.get("wall_time") or 0.0),
+            "train_images": None if progress.get("train_images") is None else int(progress["train_images"])}
     except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as err:
         raise UserError(f"The checkpoint in {folder} is incomplete or corrupt ({type(err).__name__}: {err}); "
                         f"pick another with --resume-from or start afresh.") from None

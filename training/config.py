@@ -76,7 +76,11 @@ class TrainConfig:
         if unknown:
             raise TypeError(f"unknown config names {sorted(unknown)}")
         grouped = {part: {k: v for k, v in flat.items() if PART_OF[k] == part} for part in PARTS}
-        return cls(data=DataOptions(**grouped["data"]), model=Architecture(**grouped["model"]),
+        try:
+            model = Architecture(**grouped["model"])
+        except ValueError as e:  # e.g. more convs than halvings of the image side
+            raise UserError(f"the architecture cannot be built: {e}; give other --channels.") from None
+        return cls(data=DataOptions(**grouped["data"]), model=model,
                    hparams=TrainHyperparams.from_flat(**grouped["hparams"]), run=RunOptions(**grouped["run"]),
                    explicit=frozenset(explicit))
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from importlib import metadata
 
 import jax
@@ -23,6 +25,7 @@ from imagedata import celeba
 from system.errors import UserError
 
 DEVICES = ("auto", "cpu", "gpu")
+COORDINATOR_TIMEOUT_S = 120  # how long a process waits for --distributed's coordinator
 CPU_IMAGES_PER_S = 170      # the seed's model at batch 512 on a 2-core x86_64 CPU (docs/speed.md)
 LONG_RUN_S = 30 * 60        # warn before CPU runs estimated longer than this
 INSTALL_CUDA13 = 'pip install -e ".[cuda13]"'
@@ -152,9 +155,10 @@ def cpu_warning(config, platform: str) -> str | None:
         return None
     hours = seconds / 3600
     took = f"{hours:.0f} hours" if hours >= 2 else f"{seconds / 60:.0f} minutes"
+    faces = "" if config.data.dataset in ("faces", "shapes") else " or try the embedded --dataset faces"
     return (f"warning: this run trains on the CPU and will take about {took} at ~{CPU_IMAGES_PER_S} img/s; "
             f"on an NVIDIA GPU install GPU JAX with {INSTALL_CUDA13} ({INSTALL_CUDA12} on a P100/V100, "
-            f"see docs/gpu.md) or try the embedded --dataset faces.")
+            f"see docs/gpu.md){faces}.")
 
 
 def warn_if_long(config) -> None:
@@ -165,20 +169,44 @@ def warn_if_long(config) -> None:
 
 # --------------------------------------------------------------------------- several processes
 
-def initialize_distributed(coordinator=None, num_processes=None, process_id=None) -> None:
+def initialize_distributed(coordinator=None, num_processes=None, process_id=None, timeout=COORDINATOR_TIMEOUT_S) -> None:
     """``jax.distributed.initialize`` with what was given; the rest from $JAX_COORDINATOR_ADDRESS,
-    $JAX_NUM_PROCESSES, $JAX_PROCESS_ID, or JAX's own cluster detection (SLURM, ...)."""
+    $JAX_NUM_PROCESSES, $JAX_PROCESS_ID, or JAX's own cluster detection (SLURM, ...).
+
+    A process other than 0 first waits at most ``timeout`` seconds for the coordinator to accept a
+    connection, so an unreachable one is one sentence instead of JAX's native abort minutes later.
+    """
     env = os.environ
+    coordinator = coordinator or env.get("JAX_COORDINATOR_ADDRESS")
     num_processes = num_processes if num_processes is not None else _int_env("JAX_NUM_PROCESSES")
     process_id = process_id if process_id is not None else _int_env("JAX_PROCESS_ID")
-    kwargs = {k: v for k, v in (("coordinator_address", coordinator or env.get("JAX_COORDINATOR_ADDRESS")),
-                                ("num_processes", num_processes), ("process_id", process_id)) if v is not None}
+    if coordinator and process_id:
+        wait_for_coordinator(coordinator, timeout)
+    kwargs = {k: v for k, v in (("coordinator_address", coordinator), ("num_processes", num_processes),
+                                ("process_id", process_id)) if v is not None}
     try:
-        jax.distributed.initialize(**kwargs)
+        jax.distributed.initialize(**kwargs, initialization_timeout=max(1, int(timeout)))
     except (RuntimeError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"--distributed could not start ({first}); give --coordinator HOST:PORT, "
                         f"--num-processes and --process-id.") from None
+
+
+def wait_for_coordinator(address: str, timeout: float) -> None:
+    """Return once ``HOST:PORT`` accepts a TCP connection; UserError after ``timeout`` seconds."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--coordinator must be HOST:PORT, not {address!r}.")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=min(5.0, max(timeout, 0.1))).close()
+            return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise UserError(f"the coordinator {address} did not answer within {timeout:g} s ({e.strerror or e}); "
+                                f"start process 0 first, check the address, or raise --coordinator-timeout.") from None
+            time.sleep(0.5)
 
 
 def _int_env(name):

@@ -59,7 +59,8 @@ class Run:
         return self.wall_before + time.perf_counter() - self.started
 
     def progress(self) -> dict:
-        return {"epoch": self.epoch, "batch": self.batch, "step": self.step, "wall_time": self.elapsed()}
+        return {"epoch": self.epoch, "batch": self.batch, "step": self.step, "wall_time": self.elapsed(),
+                "train_images": int(self.images.shape[0])}
 
 
 def train(config: TrainConfig, *, weights_dir="weights", resume=False, resume_from=None, overwrite=False,
@@ -86,6 +87,9 @@ def train(config: TrainConfig, *, weights_dir="weights", resume=False, resume_fr
         run = start(config, folder, resume, resume_from, progress, log, params)
         if command is not None:
             run.history.setdefault("commands", []).append(command)
+        if run.epoch >= config.run.epochs or run.step >= run.total_steps:
+            log(f"Nothing to train: {folder.root} has trained {run.epoch} epochs ({run.step} steps) and this "
+                f"run asks for {config.run.epochs} epochs ({run.total_steps} steps); give a larger --epochs to go on.")
         run.monitor = monitor  # training/monitor.py: sample grids, TensorBoard
         with signals.recorded() as stop:
             last_saved = train_epochs(run, stop, keep, log)
@@ -141,6 +145,10 @@ def start(config: TrainConfig, folder: RunDir, resume: bool, resume_from, progre
     checkpoint's run (``resume``): ``resume_from``, else the newest in ``folder``."""
     if resume:
         checkpoint = Path(resume_from) if resume_from is not None else folder.resume_point()
+        if not folder.owns(checkpoint) and folder.run_files():
+            raise UserError(f"--resume-from {checkpoint} is a checkpoint of another run folder, and {folder.root} "
+                            f"already holds a run; resume it into an empty --weights-dir or into "
+                            f"{checkpoint.parent} itself.")
         if not RunDir.is_complete(checkpoint):
             raise UserError(f"{checkpoint} is not a complete checkpoint folder ({', '.join(RunDir.CHECKPOINT_FILES)}); "
                             f"pick an epoch_N/ or interrupted/ folder of a run.")
@@ -163,7 +171,18 @@ def start(config: TrainConfig, folder: RunDir, resume: bool, resume_from, progre
     if resume:
         state, done = checkpoints.load_state(checkpoint, config)
         state = state._replace(hparams=step_hparams.as_arrays())
+        trained_on = done.get("train_images")
+        if (trained_on is not None and trained_on != len(train_images)) or done["batch"] >= steps_per_epoch:
+            raise UserError(f"the training set now has {len(train_images):,} images"
+                            + (f" but {checkpoint} was trained on {trained_on:,}" if trained_on else
+                               f", too few for the {done['batch']} batches {checkpoint} had done of its epoch")
+                            + "; resume with the data it was trained on, or start a new run in another --weights-dir "
+                            "(--init-from keeps what it learnt).")
         history = folder.read_history(done)
+        aside = folder.set_aside_newer(checkpoint)  # a branch: the old checkpoints after it must not mix in
+        if aside:
+            log(f"Moved {', '.join(p.name for p in aside)} (newer than {checkpoint.name}) to {aside[0].parent}: "
+                f"the run now continues from {checkpoint.name}.")
         if changed:  # optimiser settings changed on resume: from this step on
             history.setdefault("changes", []).append({"step": done["step"], **changed})
         log(f"Resuming from {checkpoint} at epoch {done['epoch']}, step {done['step']}"
@@ -257,12 +276,12 @@ def end_epoch(run: Run, sums, keep, log) -> Path:
         val = loss_on(run.state.params, run.val_images, run.config.hparams.beta)
         record.update(val_loss=val["loss"], val_recon=val["recon"], val_kl=val["kl"])
     run.history["epochs"].append(record)
-    if run.monitor is not None:
-        run.monitor.on_epoch(run, record)
     folder = run.folder.epoch_folder(run.epoch + 1)
     if not partial:
         run.epoch, run.batch = run.epoch + 1, 0
     save(run, folder)
+    if run.monitor is not None:  # after the save: nothing the grid's writing meets can cost the epoch
+        run.monitor.on_epoch(run, record)
     shutil.rmtree(run.folder.interrupted, ignore_errors=True)
     run.folder.prune(keep)
     val_text = (f", val loss {record['val_loss']:.2f} (recon {record['val_recon']:.2f}, kl {record['val_kl']:.2f})"

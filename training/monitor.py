@@ -10,6 +10,7 @@ extra) the losses, gradient norm, images/s and the same grids are logged for Ten
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +24,18 @@ TENSORBOARD_MISSING = ('--tensorboard needs the tensorboardX package; install it
 
 
 def tensorboard_writer(logdir):
-    """A tensorboardX SummaryWriter on ``logdir``; UserError in one sentence when it is not installed."""
+    """A tensorboardX SummaryWriter on ``logdir``; UserError in one sentence when it is not installed
+    or the folder cannot be made."""
     try:
         from tensorboardX import SummaryWriter
     except ImportError:
         raise UserError(TENSORBOARD_MISSING) from None
-    return SummaryWriter(logdir=str(logdir))
+    try:
+        Path(logdir).mkdir(parents=True, exist_ok=True)
+        return SummaryWriter(logdir=str(logdir))
+    except OSError as e:
+        raise UserError(f"cannot write TensorBoard logs to --tensorboard {logdir} ({e.strerror or e}); "
+                        f"give a folder that can be written.") from None
 
 
 class Monitor:
@@ -71,6 +78,15 @@ class Monitor:
     # ---------------------------------------------------------------- the grid
 
     def write_grid(self, run, name: str, step: int) -> Path | None:
+        """The grid ``name`` into samples/ and TensorBoard; a storage error is a warning, never the run's end."""
+        try:
+            return self._write_grid(run, name, step)
+        except OSError as e:
+            print(f"warning: the sample grid {name} could not be written ({e.strerror or e}); training goes on.",
+                  file=sys.stderr)
+            return None
+
+    def _write_grid(self, run, name: str, step: int) -> Path | None:
         if not self.samples and self.writer is None:
             return None
         images = run.val_images if run.val_images is not None and len(run.val_images) else None

@@ -7,7 +7,11 @@
       interrupted/            the checkpoint saved when a run was stopped inside an epoch
       history.json            every logged step and epoch (plots.py)
       samples/                grids of reconstructions and prior samples written while training
+      superseded/             checkpoints set aside when --resume-from branched off an older one
       .epoch_N.tmp, .epoch_N.old   a save in progress (``recover`` finishes or removes them)
+
+Only these names, written by a run, are the run's: ``--overwrite`` removes nothing else, and no
+symlink is followed or taken for a checkpoint.
 
 ``RunDir.claim`` is called before a run starts: it takes the lock (so two runs never write one
 folder), finishes or removes what a killed save left behind, refuses a folder of another run
@@ -20,8 +24,10 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import socket
+import time
 from pathlib import Path
 
 from system.errors import UserError
@@ -38,8 +44,11 @@ class RunDir:
     HISTORY_FILE = "history.json"
     SAMPLES_DIR = "samples"
     INTERRUPTED = "interrupted"
+    SUPERSEDED = "superseded"
     LOCK_FILE = ".lock"
     EPOCH_PREFIX = "epoch_"
+    SAMPLE_NAME = re.compile(r"(epoch|step)_\d+\.png")  # training/monitor.py's grids
+    TEMPORARY_NAME = re.compile(r"\.(epoch_\d+|interrupted)\.(tmp|old)|\.history\.json\.\d+\.tmp")
 
     def __init__(self, root):
         self.root = Path(root)
@@ -100,14 +109,32 @@ class RunDir:
     # ---------------------------------------------------------------- finding checkpoints
 
     def epochs(self) -> list[tuple[int, Path]]:
-        """[(epoch, folder)] of the ``epoch_N/`` checkpoints holding a parameter file, oldest first."""
+        """[(epoch, folder)] of the ``epoch_N/`` checkpoints holding a parameter file, oldest first.
+
+        Ordered by the steps each recorded, so a renamed folder cannot pass for a newer one; the
+        epoch is the recorded one too (``epoch_label``). Symlinks are never checkpoints of this run.
+        """
         found = []
         if self.root.is_dir():
             for path in self.root.iterdir():
-                epoch = self.epoch_number(path) if path.name.startswith(self.EPOCH_PREFIX) else None
-                if epoch is not None and self.params_file(path).is_file():
-                    found.append((epoch, path))
-        return sorted(found)
+                if self.epoch_number(path) is not None and path.name.startswith(self.EPOCH_PREFIX) \
+                        and not path.is_symlink() and self.params_file(path).is_file():
+                    found.append((self.steps_of(path), self.epoch_label(path), path))
+        return [(epoch, path) for _, epoch, path in sorted(found)]
+
+    @classmethod
+    def epoch_label(cls, path) -> int | None:
+        """The epoch of the checkpoint folder ``path`` (or of a file in it): the one its progress file
+        records, else the N of its name; None for a folder that is no epoch_N."""
+        folder = Path(path) if Path(path).is_dir() else Path(path).parent
+        number = cls.epoch_number(folder)
+        if number is None or not folder.name.startswith(cls.EPOCH_PREFIX):
+            return None
+        try:
+            recorded = json.loads((folder / cls.PROGRESS_FILE).read_text())["epoch"]
+        except (OSError, KeyError, ValueError, TypeError):
+            return number
+        return recorded if isinstance(recorded, int) else number
 
     def latest_epoch(self) -> Path | None:
         """The newest ``epoch_N/`` holding a parameter file, or None."""
@@ -117,7 +144,7 @@ class RunDir:
     def resume_point(self) -> Path:
         """The checkpoint folder with the most steps: the newest epoch_N or an interrupted one."""
         candidates = [path for _, path in self.epochs()]
-        if self.params_file(self.interrupted).is_file():
+        if self.params_file(self.interrupted).is_file() and not self.interrupted.is_symlink():
             candidates.append(self.interrupted)
         if not candidates:
             raise UserError(f"--resume found no checkpoint in {self.root}/; run without --resume to start a new run.")
@@ -156,6 +183,31 @@ class RunDir:
         latest = RunDir(path).latest_epoch()  # a run folder: its newest checkpoint
         return self.params_file(path if latest is None else latest)
 
+    def owns(self, checkpoint) -> bool:
+        """Whether the checkpoint folder ``checkpoint`` is one of this run's."""
+        return Path(checkpoint).resolve().parent == self.root.resolve()
+
+    def set_aside_newer(self, checkpoint) -> list[Path]:
+        """Move this run's checkpoints with more steps than ``checkpoint`` into ``superseded/<time>/``
+        (with a copy of the history), so that a run resumed from ``checkpoint`` is the folder's newest
+        and nothing of the old branch is lost; returns the moved folders' new places."""
+        steps, mine = self.steps_of(checkpoint), Path(checkpoint).resolve()
+        candidates = [path for _, path in self.epochs()]
+        if self.interrupted.is_dir() and not self.interrupted.is_symlink():
+            candidates.append(self.interrupted)
+        newer = [p for p in candidates if p.resolve() != mine and self.steps_of(p) > steps]
+        if not newer:
+            return []
+        dest = self.root / self.SUPERSEDED / time.strftime("%Y%m%d-%H%M%S")
+        while dest.exists():
+            dest = dest.with_name(dest.name + "+")
+        dest.mkdir(parents=True)
+        if self.history.is_file():
+            shutil.copy2(self.history, dest / self.HISTORY_FILE)
+        for path in newer:
+            os.replace(path, dest / path.name)
+        return [dest / p.name for p in newer]
+
     def prune(self, keep) -> None:
         """Delete all but the newest ``keep`` epoch checkpoints (nothing when ``keep`` is None)."""
         if keep:
@@ -188,23 +240,34 @@ class RunDir:
     # ---------------------------------------------------------------- owning the folder
 
     def run_files(self) -> list[Path]:
-        """The files and folders of a run: checkpoints, interrupted/, history, samples/, save temporaries."""
+        """What a run wrote here: its checkpoints, interrupted/, superseded/, history, sample grids and
+        save temporaries. Nothing else, and no symlink (nor anything behind one)."""
         if not self.root.is_dir():
             return []
-        return sorted(p for p in self.root.iterdir()
-                      if p.name in (self.HISTORY_FILE, self.INTERRUPTED, self.SAMPLES_DIR)
-                      or p.name.startswith(self.EPOCH_PREFIX) or _is_temporary(p))
+        found = []
+        for p in self.root.iterdir():
+            if p.is_symlink():
+                continue
+            name = p.name
+            if p.is_dir() and (self.is_checkpoint_name(name) or name == self.SUPERSEDED
+                               or self.TEMPORARY_NAME.fullmatch(name)):
+                found.append(p)
+            elif p.is_file() and (name == self.HISTORY_FILE or self.TEMPORARY_NAME.fullmatch(name)):
+                found.append(p)
+            elif name == self.SAMPLES_DIR and p.is_dir():
+                found += [g for g in p.iterdir() if g.is_file() and not g.is_symlink() and self.SAMPLE_NAME.fullmatch(g.name)]
+        return sorted(found)
 
     def recover(self) -> None:
         """Finish what a save killed between its steps left: a missing checkpoint comes back from its
         complete new (``.X.tmp``) or old (``.X.old``) copy; other temporaries are removed."""
-        leftovers = [p for p in self.run_files() if _is_temporary(p)]
+        leftovers = [p for p in self.run_files() if p.is_dir() and self.TEMPORARY_NAME.fullmatch(p.name)]
         for path in sorted(leftovers, key=lambda p: p.name.endswith(".old")):  # the newer .tmp first
             target = self.root / path.name[1:-4]
             if path.is_dir() and not target.exists() and self.is_complete(path) and self.is_checkpoint_name(target.name):
                 os.replace(path, target)
         for path in self.run_files():  # a second pass: .old when .tmp was taken, and the rest
-            if _is_temporary(path):
+            if self.TEMPORARY_NAME.fullmatch(path.name):
                 _remove(path)
 
     def claim(self, *, resume: bool, overwrite: bool) -> "Lock":
@@ -220,10 +283,15 @@ class RunDir:
             used = self.run_files()
             if used and not resume:
                 if not overwrite:
-                    raise UserError(f"{self.root} already holds a run ({used[0].name}, ...); continue it with "
-                                    f"--resume, replace it with --overwrite, or use another --weights-dir.")
+                    raise UserError(f"{self.root} already holds a run ({used[0].relative_to(self.root)}, ...); "
+                                    f"continue it with --resume, replace it with --overwrite, or use another "
+                                    f"--weights-dir.")
                 for path in used:
                     _remove(path)
+                try:
+                    self.samples.rmdir()  # only when the run's grids were all it held
+                except OSError:
+                    pass
             self.check_space()
         except BaseException:
             lock.release()
@@ -292,11 +360,6 @@ def _same_file(fd, path) -> bool:
     except OSError:
         return False
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-
-
-def _is_temporary(path: Path) -> bool:
-    """``.X.tmp`` / ``.X.old``: a checkpoint save in progress (``training/checkpoints.py``)."""
-    return path.name.startswith(".") and path.name.endswith((".tmp", ".old"))
 
 
 def _remove(path: Path) -> None:

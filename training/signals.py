@@ -1,14 +1,17 @@
-"""Ctrl-C (SIGINT) and stop requests (SIGTERM, as Kaggle, Colab, SLURM and docker send) recorded, not raised.
+"""Ctrl-C and stop requests recorded, not raised: the run saves and ends with one line.
 
-Inside ``recorded()`` a signal only appends its number to a list the training loop polls, so a
-step or a checkpoint save is never cut in half and a second Ctrl-C cannot raise a traceback.
+SIGINT (Ctrl-C), SIGTERM (as Kaggle, Colab, SLURM and docker send), SIGHUP (a closed terminal or
+a dropped ssh session), SIGUSR1 and SIGUSR2 (what SLURM's ``--signal`` and other schedulers send
+before a time limit). Inside ``recorded()`` a signal only appends its number to a list the
+training loop polls, so a step or a checkpoint save is never cut in half and a second Ctrl-C
+cannot raise a traceback.
 """
 from __future__ import annotations
 
 import contextlib
 import signal
 
-HANDLED = (signal.SIGINT, signal.SIGTERM)
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
 @contextlib.contextmanager
