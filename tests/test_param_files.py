@@ -140,3 +140,24 @@ def test_the_reference_safetensors_package_reads_ours_and_we_read_its(tmp_path):
     st.save_file(params, str(tmp_path / "theirs.safetensors"))
     loaded, _ = load_params(tmp_path / "theirs.safetensors")
     assert all(np.array_equal(loaded[k], params[k]) for k in params)
+
+
+def test_a_checkpoint_of_the_npz_era_still_resumes(tmp_path):
+    """params.npz and optimizer.npz, as checkpoints were written before safetensors."""
+    import train
+    from training import RunDir
+    from training.checkpoints import read_optimizer
+    flags = ["--dataset", "shapes", "--limit", "64", "--batch-size", "32", "--val-images", "0", "--channels", "4",
+             "4", "4", "--latent-dim", "4", "--no-progress", "--weights-dir", str(tmp_path / "w")]
+    assert train.main(flags + ["--epochs", "1"]) == 0
+    folder = tmp_path / "w" / "epoch_1"
+    arrays, metadata = tensor_file.read(folder / RunDir.PARAMS_FILE)
+    legacy = json.loads(metadata["config"])
+    legacy = {"model": legacy["model"], "data": legacy["data"], "train": {**legacy["run"], **legacy["hparams"]}}
+    save_params(folder / "params.npz", arrays, legacy)  # the unversioned record of that era
+    np.savez(folder / "optimizer.npz", **read_optimizer(folder / RunDir.OPTIMIZER_FILE))
+    (folder / RunDir.PARAMS_FILE).unlink()
+    (folder / RunDir.OPTIMIZER_FILE).unlink()
+    assert RunDir.params_file(folder).name == "params.npz" and RunDir.is_complete(folder)
+    assert train.main(flags + ["--epochs", "2", "--resume"]) == 0
+    assert (tmp_path / "w" / "epoch_2" / RunDir.PARAMS_FILE).is_file()
