@@ -3,7 +3,8 @@
     python tools/ship_model.py RUN_DIR pretrained/faces
 
 writes into the output folder: ``model.safetensors`` (the run's newest parameters, its config in
-the metadata), ``config.json`` (the same config), ``history.json`` (the run's curves), the figures
+the metadata), ``config.json`` (the same config), ``history.json`` (the run's curves, at most
+``MAX_STEP_RECORDS`` of its step records), the figures
 of ``evaluate.py``, ``interpolate.py`` and ``plots.py`` under ``figures/``, ``metrics.json`` and
 ``disentanglement.json`` (``metrics.py`` and ``disentangle.py`` on the shipped file), and
 ``README.md``, the model card: what it was trained on, the command, the time and hardware, the
@@ -27,6 +28,8 @@ import plots
 from model import save_params
 from training import RunDir, load_run
 
+MAX_STEP_RECORDS = 1000  # of the shipped history: its curves, not the run's every logged step
+
 
 def cpu_name() -> str:
     """The CPU's model name and its widest vector ISA, from /proc/cpuinfo."""
@@ -38,6 +41,13 @@ def cpu_name() -> str:
     flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
     isa = next((i for i in ("amx_bf16", "avx512f", "avx2") if i in flags), "")
     return f"{name} ({isa.replace('_', '-').upper()})" if isa else name
+
+
+def thinned(history: dict, most: int = MAX_STEP_RECORDS) -> dict:
+    """``history`` with at most ``most`` step records, evenly spaced, the last one kept; every epoch kept."""
+    steps = history.get("steps") or []
+    stride = max(1, -(-len(steps) // most))
+    return dict(history, steps=[s for i, s in enumerate(steps) if (len(steps) - 1 - i) % stride == 0])
 
 
 def write_card(out: Path, run: RunDir) -> None:
@@ -140,13 +150,13 @@ def main(argv=None) -> None:
     (out / "figures").mkdir(parents=True)
     save_params(out / RunDir.PARAMS_FILE, params, config.as_dict())
     (out / "config.json").write_text(json.dumps(config.as_dict(), indent=2) + "\n")
-    shutil.copy(run.history, out / RunDir.HISTORY_FILE)
+    (out / RunDir.HISTORY_FILE).write_text(json.dumps(thinned(json.loads(run.history.read_text()))))
     weights = ["--weights", str(out)]
     for script, extra in ((evaluate, ["--out-dir", str(out / "figures")]),
                           (interpolate, ["--out-dir", str(out / "figures")]),
                           (metrics, ["--out-dir", str(out)]), (disentangle, ["--out-dir", str(out)])):
         assert script.main(weights + extra) == 0, script.__name__
-    assert plots.main(["--history", str(out / RunDir.HISTORY_FILE), "--out-dir", str(out / "figures")]) == 0
+    assert plots.main(["--history", str(out / RunDir.HISTORY_FILE), "--out-dir", str(out / "figures"), "--log"]) == 0
     write_card(out, run)
     print(f"wrote {out}")
 
