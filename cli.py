@@ -280,10 +280,29 @@ def load_for_script(args, n: int, *, note=True) -> tuple[Checkpoint, Images]:
 
 # --------------------------------------------------------------------------- running
 
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP arrived while a command was not training: unwinds like Ctrl-C, so that
+    temporaries are removed and worker processes ended on the way out."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = int(signum)
+
+
+def _stop(signum, _frame):
+    raise Stopped(signum)
+
+
 def run_main(work, argv=None) -> int:
     """Call ``work(argv)`` and return its exit code (an int it returns, else 0); a ``UserError``
     becomes ``error: ...`` on stderr and ``EXIT_USER_ERROR``, Ctrl-C one line and ``EXIT_INTERRUPTED``."""
     heap.keep_freed_memory()  # before the first computation (system/heap.py)
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # outside training's own handling: unwind, clean up
+        try:
+            previous[signum] = signal.signal(signum, _stop)
+        except ValueError:  # not the main thread: signals stay as they were
+            pass
     try:
         code = work(argv)
     except UserError as err:
@@ -303,4 +322,11 @@ def run_main(work, argv=None) -> int:
     except KeyboardInterrupt:  # Ctrl-C outside training's own handling (loading data, compiling)
         print("interrupted (Ctrl-C) before anything was saved; nothing half-written is left.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Stopped as stop:
+        print(f"stopped by {signal.Signals(stop.signum).name} before anything was saved; nothing half-written "
+              f"is left.", file=sys.stderr)
+        return 128 + stop.signum
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return code if isinstance(code, int) else 0

@@ -1,7 +1,7 @@
-"""The uint8 image cache: one memory-mappable ``.npy`` per split plus a JSON manifest.
+"""The uint8 image cache: one ``.npy`` per split plus a JSON manifest.
 
-A dataset decoded from files is decoded once, into ``cache_dir``; later runs map the array in
-seconds. The manifest records what the array was built from (the key); a cache whose key differs
+A dataset decoded from files is decoded once, into ``cache_dir``; later runs read the array in
+seconds (into memory, never mapped: a file truncated under a running job must not kill it). The manifest records what the array was built from (the key); a cache whose key differs
 from the one asked for is rebuilt, never silently reused. Files that fail to decode are skipped,
 counted and named in the manifest.
 """
@@ -22,7 +22,7 @@ from system.files import write_json
 from . import decoding
 
 DEFAULT_CACHE_DIR = "cache"
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: EXIF orientation applied, 16-bit images scaled, transparency on white
 
 def fingerprint(entries, partition=None) -> str:
     """A short digest of a dataset's sources, cheap enough to take at every load.
@@ -60,6 +60,8 @@ def file_entries(folder, match) -> list[tuple[str, int, int]]:
 def cache_paths(stem: str, cache_dir=None) -> tuple[str, str]:
     """(array .npy path, manifest .json path) of the cache named ``stem`` in ``cache_dir``."""
     folder = os.path.abspath(os.path.expanduser(str(cache_dir or DEFAULT_CACHE_DIR)))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UserError(f"--cache-dir {folder} is a file, not a folder; give a folder for the decoded caches.")
     return os.path.join(folder, stem + ".npy"), os.path.join(folder, stem + ".json")
 
 
@@ -130,7 +132,21 @@ def _open_cached(npy_path: str, json_path: str, manifest: dict, size: int) -> np
     actual = os.path.getsize(npy_path)
     if actual != arr.offset + arr.nbytes:
         raise _corrupt(npy_path, json_path, f"{actual} bytes instead of {arr.offset + arr.nbytes}")
-    return arr
+    return _read_whole(arr, npy_path, json_path)
+
+
+def _read_whole(mapped: np.memmap, npy_path: str, json_path: str) -> np.ndarray:
+    """The cache's images in memory, read with ``read()``: a mapping would kill the process with
+    SIGBUS if the file were truncated under it later; a read fails as an error, said in one sentence."""
+    out = np.empty(mapped.shape, mapped.dtype)
+    try:
+        with open(npy_path, "rb") as f:
+            f.seek(mapped.offset)
+            if f.readinto(memoryview(out).cast("B")) != out.nbytes:
+                raise EOFError("it ended while being read")
+    except (OSError, EOFError) as e:
+        raise _corrupt(npy_path, json_path, str(e).rstrip(".")) from None
+    return out
 
 
 def _remove(path: str) -> None:

@@ -165,7 +165,10 @@ def list_images(source: Source) -> dict[str, str]:
                     if info.is_dir() or "__MACOSX" in info.filename:
                         continue
                     name = info.filename.rsplit("/", 1)[-1]
-                    if _IMAGE_NAME.match(name) and name not in images:
+                    if _IMAGE_NAME.match(name):
+                        if name in images:  # which copy is the image? refuse rather than guess
+                            raise UserError(f"the zip file {source.path} holds {name} twice ({images[name]} and "
+                                            f"{info.filename}); download img_align_celeba.zip again.")
                         images[name] = info.filename
         except (zipfile.BadZipFile, OSError, EOFError) as e:
             raise UserError(f"cannot read the zip file {source.path} ({e}); download it again.") from None
@@ -173,7 +176,7 @@ def list_images(source: Source) -> dict[str, str]:
         try:
             with os.scandir(source.path) as it:
                 for entry in it:
-                    if _IMAGE_NAME.match(entry.name):
+                    if _IMAGE_NAME.match(entry.name) and entry.is_file():  # never a FIFO or a device
                         images[entry.name] = entry.name
         except OSError as e:
             raise UserError(f"cannot read the folder {source.path} ({e.strerror or e}).") from None

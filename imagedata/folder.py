@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 
 from system.errors import UserError
 
@@ -39,16 +40,24 @@ def resolve_root(data_dir) -> str:
 def scan(root: str) -> list[tuple[str, int, int]]:
     """Sorted (relative path with '/', size, mtime_ns) of every image file under ``root``.
 
-    Hidden files and folders (names starting with '.') are left out.
+    Hidden files and folders (names starting with '.') are left out. Links are followed, but no
+    folder is visited twice and no file counted twice (a link loop such as ``sub/up -> ..``, or two
+    links to one photo, would otherwise put the same image in train and test); only regular files
+    count (a FIFO named ``x.jpg`` is never opened).
     """
-    found = []
+    found, seen_dirs, seen_files = [], set(), set()
 
     def fail(err):
         raise UserError(f"cannot read the folder {err.filename} ({err.strerror or err}).")
 
     for folder, dirs, files in os.walk(root, onerror=fail, followlinks=True):
+        st = os.stat(folder)
+        if (st.st_dev, st.st_ino) in seen_dirs:
+            dirs[:] = []
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in files:
+        for name in sorted(files):
             if name.startswith(".") or not name.lower().endswith(EXTENSIONS):
                 continue
             path = os.path.join(folder, name)
@@ -56,6 +65,9 @@ def scan(root: str) -> list[tuple[str, int, int]]:
                 st = os.stat(path)
             except OSError:
                 continue  # vanished or a broken link
+            if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) in seen_files:
+                continue
+            seen_files.add((st.st_dev, st.st_ino))
             found.append((os.path.relpath(path, root).replace(os.sep, "/"), st.st_size, st.st_mtime_ns))
     return sorted(found)
 
@@ -97,6 +109,8 @@ def read_split_file(path) -> dict[str, str]:
                             f"look like 'relative/path.jpg train' with train, val or test.")
         rel = fields[0].replace("\\", "/")
         rel = rel[2:] if rel.startswith("./") else rel
+        if rel in splits:
+            raise UserError(f"the split file {path} lists {rel} twice (line {lineno}); give every image one line.")
         splits[rel] = fields[1]
     if not splits:
         raise UserError(f"the split file {path} lists no images.")
