@@ -4,7 +4,8 @@ From one process, with the repetitions of every contender interleaved (the machi
 shared: medians of interleaved runs are comparable, separate runs are not), prints a Markdown
 table of images/s, the ratio of the two, GFLOP/s from the model's FLOP count, the share of a
 float32 matmul peak measured in the same run, the first-step (compile) time and peak memory.
-When PyTorch happens to be importable, an equivalent PyTorch step is timed too.
+When PyTorch happens to be importable, an equivalent PyTorch step is timed too, eager and under
+``torch.compile`` (its compile time in the first-step column). The CPU's model and ISA head the table.
 
 The hand-written step is compiled with the backend's XLA options of ``system/xla.py``
 (on the CPU: XLA's own convolutions instead of YNNPACK's). Both steps are also timed under
@@ -26,6 +27,11 @@ Examples::
 """
 import argparse
 import os
+
+# PyTorch's OpenMP threads spin after each parallel region by default; interleaved with JAX's own
+# threads on a few cores that spinning starves both (PyTorch ran 4x slower on 2 cores). Passive
+# waiting is what a fair side-by-side needs; set OMP_WAIT_POLICY yourself to override it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import resource
 import statistics
 import time
@@ -37,7 +43,7 @@ import model
 from model import adamw
 from model.clip import clip_by_global_norm, clip_by_value, global_norm
 from reference import reference_loss
-from system import heap, xla
+from system import cpu, heap, xla
 
 
 def flops_per_image(arch=model.Architecture()):
@@ -111,7 +117,7 @@ class MatmulContender:
 class TorchContender:
     """The same architecture, loss and AdamW in PyTorch (only when torch is importable)."""
 
-    def __init__(self, torch, batch, device="cpu"):
+    def __init__(self, torch, batch, device="cpu", compile=False):
         nn = torch.nn
         self.torch = torch
 
@@ -135,17 +141,25 @@ class TorchContender:
         self.net = VAE().to(device)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=1e-3, weight_decay=0.01)
         self.x = torch.rand(batch, 3, 64, 64, device=device)
+        # compiled: the forward and loss (their backward follows, compiled by AOTAutograd) and the
+        # optimiser's step, each with torch.compile's defaults, as PyTorch's tutorials show
+        self.loss = torch.compile(self._loss) if compile else self._loss
+        self.opt_step = torch.compile(self.opt.step) if compile else self.opt.step
         start = time.perf_counter()
-        self.run()
+        for _ in range(3 if compile else 1):  # torch.compile may recompile on the second call
+            self.run()
         self.compile_s = time.perf_counter() - start
 
+    def _loss(self, x):
+        x_hat, mu, logvar = self.net(x)
+        n = x.shape[0]
+        return ((x_hat - x) ** 2).sum() / n - 0.25 * (1 + logvar - mu ** 2 - logvar.exp()).sum() / n
+
     def run(self):
-        x_hat, mu, logvar = self.net(self.x)
-        n = self.x.shape[0]
-        loss = ((x_hat - self.x) ** 2).sum() / n - 0.25 * (1 + logvar - mu ** 2 - logvar.exp()).sum() / n
+        loss = self.loss(self.x)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        self.opt.step()
+        self.opt_step()
 
 
 def peak_rss_mib():
@@ -180,6 +194,7 @@ def main():
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps of each contender after compiling")
     parser.add_argument("--no-autodiff", action="store_true", help="skip the jax.grad step")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even when it is importable")
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile (it compiles for a minute)")
     parser.add_argument("--no-option-variants", action="store_true",
                         help="skip the manual step under XLA's defaults and jax.grad under the model's options")
     parser.add_argument("--matmul-size", type=int, default=2048, help="n of the n×n float32 matmul peak")
@@ -197,13 +212,19 @@ def main():
         contenders["jax.grad"] = JaxContender(autodiff_step, batch)
         if not args.no_option_variants and xla.options():
             contenders["jax.grad, model's XLA options"] = JaxContender(autodiff_step_with_options, batch)
+    torch = None
     if not args.no_torch:
         try:
             import torch
         except ImportError:
             torch = None
         if torch is not None:
-            contenders["torch"] = TorchContender(torch, args.batch_size)
+            contenders["PyTorch eager"] = TorchContender(torch, args.batch_size)
+            if not args.no_compile:
+                try:
+                    contenders["torch.compile"] = TorchContender(torch, args.batch_size, compile=True)
+                except Exception as error:  # no C compiler, an unsupported platform: say so, go on
+                    print(f"torch.compile unavailable here ({str(error).splitlines()[0][:120]}); skipped")
     contenders["matmul"] = MatmulContender(args.matmul_size)
     seconds = interleaved_medians(contenders, args.repeats, args.warmup)
 
@@ -211,9 +232,12 @@ def main():
     peak = contenders["matmul"].flops / seconds.pop("matmul") / 1e9
     hugetlb = "glibc.malloc.hugetlb=1" in os.environ.get("GLIBC_TUNABLES", "")
     manual_ips = args.batch_size / seconds["manual"]
-    print(f"batch {args.batch_size}, {args.repeats} interleaved repeats (medians), {jax.devices()[0].device_kind}, "
-          f"{os.cpu_count()} CPUs; GLIBC_TUNABLES hugetlb {'SET' if hugetlb else 'not set'} "
+    versions = f"jax {jax.__version__}" + (f", torch {torch.__version__}" if torch is not None else "")
+    print(f"CPU: {cpu.describe()}; {versions}")
+    print(f"batch {args.batch_size}, {args.repeats} interleaved repeats (medians), {jax.devices()[0].device_kind}; "
+          f"GLIBC_TUNABLES hugetlb {'SET' if hugetlb else 'not set'} "
           f"(compare only runs under the same setting)")
+    print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} (PyTorch's OpenMP threads)")
     print(f"glibc malloc keeps freed memory (system/heap.py, acts on every contender): "
           f"{'yes' if heap.applied() else 'no'}")
     print(f"XLA options of the manual step: {xla.options() or 'none (the defaults)'}")

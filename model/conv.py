@@ -35,25 +35,39 @@ def conv_output_size(size, kernel, stride, padding):
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def conv2d(x, w, stride, padding):
-    """x: (N,C,H,W), w: (O,C,K,K) -> y: (N,O,Ho,Wo), no bias."""
+LAYOUTS = ("NCHW", "NHWC")  # of activations; weights are always PyTorch's OIHW / IOHW
+
+
+def spatial(shape, layout="NCHW"):
+    """(H, W) of an activation shape in ``layout``."""
+    return tuple(shape[2:]) if layout == "NCHW" else tuple(shape[1:3])
+
+
+def channel_axis(layout="NCHW"):
+    return 1 if layout == "NCHW" else 3
+
+
+def conv2d(x, w, stride, padding, layout="NCHW"):
+    """x: (N,C,H,W), w: (O,C,K,K) -> y: (N,O,Ho,Wo), no bias (activations in ``layout``)."""
     return lax.conv_general_dilated(
         x, w, window_strides=(stride, stride), padding=((padding, padding),) * 2,
-        dimension_numbers=("NCHW", "OIHW", "NCHW"))
+        dimension_numbers=(layout, "OIHW", layout))
 
 
-def conv2d_input_grad(dy, w, stride, padding, input_hw, formulation="lax"):
+def conv2d_input_grad(dy, w, stride, padding, input_hw, formulation="lax", layout="NCHW"):
     """Adjoint of ``conv2d`` in x: dy (N,O,Ho,Wo), w (O,C,K,K) -> dx (N,C,H,W)."""
-    if uses_fast_conv(formulation, "input", w.shape[1], w.shape[2], stride, padding, input_hw, dy.shape[2:]):
-        return fast_conv.input_grad(dy, w)
-    return lax_conv2d_input_grad(dy, w, stride, padding, input_hw)
+    if uses_fast_conv(formulation, "input", w.shape[1], w.shape[2], stride, padding, input_hw,
+                      spatial(dy.shape, layout)):
+        return fast_conv.input_grad(dy, w, layout)
+    return lax_conv2d_input_grad(dy, w, stride, padding, input_hw, layout)
 
 
-def conv2d_weight_grad(x, dy, stride, padding, kernel, formulation="lax"):
+def conv2d_weight_grad(x, dy, stride, padding, kernel, formulation="lax", layout="NCHW"):
     """Gradient of ``conv2d`` in w: x (N,C,H,W), dy (N,O,Ho,Wo) -> dw (O,C,K,K)."""
-    if uses_fast_conv(formulation, "weight", x.shape[1], kernel, stride, padding, x.shape[2:], dy.shape[2:]):
+    if layout == "NCHW" and uses_fast_conv(formulation, "weight", x.shape[1], kernel, stride, padding, x.shape[2:],
+                                           dy.shape[2:]):
         return fast_conv.weight_grad(x, dy)
-    return lax_conv2d_weight_grad(x, dy, stride, padding, kernel)
+    return lax_conv2d_weight_grad(x, dy, stride, padding, kernel, layout)
 
 
 def init_conv_params(key, shapes, in_channels, out_channels, kernel, dtype):
@@ -70,10 +84,11 @@ class ConvCache(NamedTuple):
 class Conv2D:
     """y = conv(x, W) + b.  x: (N,C,H,W) -> y: (N,O,Ho,Wo); params W (O,C,K,K), b (O,)."""
 
-    def __init__(self, in_channels, out_channels, kernel=4, stride=2, padding=1, formulation="lax"):
+    def __init__(self, in_channels, out_channels, kernel=4, stride=2, padding=1, formulation="lax", layout="NCHW"):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel, self.stride, self.padding = kernel, stride, padding
         self.formulation = concrete_formulation(formulation)
+        self.layout = check_layout(layout)
 
     def shapes(self):
         k = self.kernel
@@ -83,25 +98,23 @@ class Conv2D:
         return init_conv_params(key, self.shapes(), self.in_channels, self.out_channels, self.kernel, dtype)
 
     def output_shape(self, input_shape):
-        n, _, h, w = input_shape
         size = lambda s: conv_output_size(s, self.kernel, self.stride, self.padding)
-        return (n, self.out_channels, size(h), size(w))
+        return with_spatial(input_shape, self.out_channels, map(size, spatial(input_shape, self.layout)), self.layout)
 
     def forward(self, params, x):
-        y = conv2d(x, params["weight"], self.stride, self.padding)
-        return y + params["bias"][None, :, None, None], ConvCache(x)
+        y = conv2d(x, params["weight"], self.stride, self.padding, self.layout)
+        return add_bias(y, params["bias"], self.layout), ConvCache(x)
 
     def backward(self, params, cache, dy):
-        dx = conv2d_input_grad(dy, params["weight"], self.stride, self.padding, cache.x.shape[2:],
-                               self.formulation)  # dx = convᵀ(dy, W)
+        dx = conv2d_input_grad(dy, params["weight"], self.stride, self.padding, spatial(cache.x.shape, self.layout),
+                               self.formulation, self.layout)  # dx = convᵀ(dy, W)
         return dx, self.param_grads(cache, dy)
 
     def param_grads(self, cache, dy):
         """The parameter half of ``backward``, for a first layer whose dx nobody needs."""
         dw = conv2d_weight_grad(cache.x, dy, self.stride, self.padding, self.kernel,
-                                self.formulation)  # dW = Σ dy ⊗ x-patches
-        db = dy.sum(axis=(0, 2, 3), dtype=accumulation_dtype(dy.dtype))  # db = Σ_{n,h,w} dy
-        return {"weight": dw, "bias": db}
+                                self.formulation, self.layout)  # dW = Σ dy ⊗ x-patches
+        return {"weight": dw, "bias": bias_grad(dy, self.layout)}
 
 
 class TransposedConv2D:
@@ -113,12 +126,13 @@ class TransposedConv2D:
     """
 
     def __init__(self, in_channels, out_channels, kernel=4, stride=2, padding=1, output_padding=0,
-                 formulation="lax"):
+                 formulation="lax", layout="NCHW"):
         if not 0 <= output_padding < stride:
             raise ValueError(f"output_padding must be in [0, stride), got {output_padding}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel, self.stride, self.padding = kernel, stride, padding
         self.formulation = concrete_formulation(formulation)
+        self.layout = check_layout(layout)
         self.output_padding = output_padding
 
     def shapes(self):
@@ -129,22 +143,53 @@ class TransposedConv2D:
         return init_conv_params(key, self.shapes(), self.in_channels, self.out_channels, self.kernel, dtype)
 
     def output_shape(self, input_shape):
-        n, _, h, w = input_shape
         size = lambda s: (s - 1) * self.stride - 2 * self.padding + self.kernel + self.output_padding
-        return (n, self.out_channels, size(h), size(w))
+        return with_spatial(input_shape, self.out_channels, map(size, spatial(input_shape, self.layout)), self.layout)
 
     def forward(self, params, x):
-        out_hw = self.output_shape(x.shape)[2:]
-        y = conv2d_input_grad(x, params["weight"], self.stride, self.padding, out_hw, self.formulation)
-        return y + params["bias"][None, :, None, None], ConvCache(x)
+        out_hw = spatial(self.output_shape(x.shape), self.layout)
+        y = conv2d_input_grad(x, params["weight"], self.stride, self.padding, out_hw, self.formulation, self.layout)
+        return add_bias(y, params["bias"], self.layout), ConvCache(x)
 
     def backward(self, params, cache, dy):
         x = cache.x
-        dx = conv2d(dy, params["weight"], self.stride, self.padding)  # dx = conv(dy, W)
+        dx = conv2d(dy, params["weight"], self.stride, self.padding, self.layout)  # dx = conv(dy, W)
         dw = conv2d_weight_grad(dy, x, self.stride, self.padding, self.kernel,
-                                self.formulation)  # dW[c,o] = Σ x ⊗ dy-patches
-        db = dy.sum(axis=(0, 2, 3), dtype=accumulation_dtype(dy.dtype))  # db = Σ_{n,h,w} dy
-        return dx, {"weight": dw, "bias": db}
+                                self.formulation, self.layout)  # dW[c,o] = Σ x ⊗ dy-patches
+        return dx, {"weight": dw, "bias": bias_grad(dy, self.layout)}
+
+
+def add_bias(y, b, layout):
+    """y + b, b broadcast along the channel axis of ``layout``."""
+    return y + (b[None, :, None, None] if layout == "NCHW" else b)
+
+
+def bias_grad(dy, layout):
+    """db = Σ_{n,h,w} dy: the sum over every axis but the channel axis."""
+    axes = tuple(a for a in range(4) if a != channel_axis(layout))
+    return dy.sum(axis=axes, dtype=accumulation_dtype(dy.dtype))
+
+
+def with_spatial(shape, channels, hw, layout):
+    """``shape`` with its channel count and (H, W) replaced, in ``layout``."""
+    h, w = hw
+    return (shape[0], channels, h, w) if layout == "NCHW" else (shape[0], h, w, channels)
+
+
+def to_nchw(x, layout):
+    """An activation in ``layout`` as NCHW (PyTorch's order, in which the Dense layers flatten)."""
+    return x if layout == "NCHW" else x.transpose(0, 3, 1, 2)
+
+
+def from_nchw(x, layout):
+    """An NCHW activation in ``layout``."""
+    return x if layout == "NCHW" else x.transpose(0, 2, 3, 1)
+
+
+def check_layout(layout):
+    if layout not in LAYOUTS:
+        raise ValueError(f"activation layout must be one of {LAYOUTS}, not {layout!r}")
+    return layout
 
 
 # --------------------------------------------------------------------------- formulations
@@ -168,6 +213,19 @@ def resolve_formulation(name, backend=None):
     return name
 
 
+LAYOUT_AUTO = {"cpu": "NHWC"}  # measured: docs/speed.md
+
+
+def resolve_layout(layout, formulation, backend=None):
+    """The activation layout of ``layout`` ("auto": the backend's measured choice, NCHW elsewhere).
+
+    The ``fast_conv`` maps are written for NCHW: with NHWC every map is a lax convolution.
+    """
+    if layout == "auto":
+        layout = LAYOUT_AUTO.get(backend or jax.default_backend(), "NCHW")
+    return check_layout(layout)
+
+
 def concrete_formulation(name):
     """``name`` when it is a concrete formulation (not "auto"); ValueError otherwise."""
     if name == "auto" or name not in FORMULATIONS:
@@ -188,7 +246,7 @@ def uses_fast_conv(formulation, gradient, channels, kernel, stride, padding, inp
     return fast_conv.applies(kernel, stride, padding, input_hw, output_hw)
 
 
-def lax_conv2d_input_grad(dy, w, stride, padding, input_hw):
+def lax_conv2d_input_grad(dy, w, stride, padding, input_hw, layout="NCHW"):
     """``conv2d_input_grad`` for any hyperparameters, as one lax convolution.
 
     dx = dilate_S(dy) ⋆ flip(w)ᵀ with padding K−1−P on the low side; the high side also
@@ -196,21 +254,23 @@ def lax_conv2d_input_grad(dy, w, stride, padding, input_hw):
     """
     k = w.shape[2]
     pads = []
-    for size, out in zip(input_hw, dy.shape[2:]):
+    for size, out in zip(input_hw, spatial(dy.shape, layout)):
         uncovered = size + 2 * padding - k - stride * (out - 1)
         pads.append((k - 1 - padding, k - 1 - padding + uncovered))
     return lax.conv_general_dilated(
         dy, jnp.flip(w, (2, 3)), window_strides=(1, 1), padding=pads,
-        lhs_dilation=(stride, stride), dimension_numbers=("NCHW", "IOHW", "NCHW"))
+        lhs_dilation=(stride, stride), dimension_numbers=(layout, "IOHW", layout))
 
 
-def lax_conv2d_weight_grad(x, dy, stride, padding, kernel):
+def lax_conv2d_weight_grad(x, dy, stride, padding, kernel, layout="NCHW"):
     """``conv2d_weight_grad`` for any hyperparameters, as one lax convolution.
 
     dw[o,c,a,b] = Σ_{n,h,w} dy[n,o,h,w] · x_pad[n,c,S·h+a,S·w+b]: a convolution of x with dy
-    dilated by S in which the batch axis is contracted (x read as CNHW, dy as IOHW).
+    dilated by S in which the batch axis is contracted (x read as CNHW, dy as IOHW; in NHWC as
+    CHWN and IHWO), written out as OIHW.
     """
+    dims = ("CNHW", "IOHW", "CNHW") if layout == "NCHW" else ("CHWN", "IHWO", "CNHW")
     dw = lax.conv_general_dilated(
         x, dy, window_strides=(1, 1), padding=((padding, padding),) * 2,
-        rhs_dilation=(stride, stride), dimension_numbers=("CNHW", "IOHW", "CNHW"))
+        rhs_dilation=(stride, stride), dimension_numbers=dims)
     return dw[:, :, :kernel, :kernel]  # uncovered input rows add taps beyond K: drop them

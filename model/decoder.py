@@ -6,7 +6,7 @@
 from typing import NamedTuple
 
 from .activation import ReLU, Sigmoid
-from .conv import TransposedConv2D
+from .conv import TransposedConv2D, from_nchw, to_nchw
 from .dense import Dense
 from .params import prefixed, sub
 
@@ -17,12 +17,13 @@ class DecoderCache(NamedTuple):
 
 
 class Decoder:
-    def __init__(self, architecture, formulation="lax"):
+    def __init__(self, architecture, formulation="lax", layout="NCHW"):
+        self.layout = layout  # of the activations; fc's outputs are read in PyTorch's (C,H,W) order
         widths = tuple(reversed(architecture.channels)) + (architecture.in_channels,)  # 128, 64, 32, 3
         self.start_shape = (widths[0], architecture.final_size, architecture.final_size)  # (128, 8, 8)
         self.fc = Dense(architecture.latent_dim, architecture.flat_features)
         self.deconvs = [(f"decoder.deconv{i + 1}", TransposedConv2D(widths[i], widths[i + 1], 4, 2, 1,
-                                                                    formulation=formulation))
+                                                                    formulation=formulation, layout=layout))
                         for i in range(len(architecture.channels))]
 
     def shapes(self):
@@ -41,7 +42,7 @@ class Decoder:
     def forward(self, params, z):
         """z: (N,D) -> x_hat: (N,3,H,W) in (0,1), cache."""
         h, fc_cache = self.fc.forward(sub(params, "decoder.fc"), z)
-        h = h.reshape((h.shape[0],) + self.start_shape)
+        h = from_nchw(h.reshape((h.shape[0],) + self.start_shape), self.layout)
         caches = []
         for i, (name, layer) in enumerate(self.deconvs):
             h, deconv_cache = layer.forward(sub(params, name), h)
@@ -59,7 +60,7 @@ class Decoder:
             dh = self.activation(i).backward(act_cache, dh)
             dh, dlayer = layer.backward(sub(params, name), deconv_cache, dh)
             grads.update(prefixed(name, dlayer))
-        dh = dh.reshape(dh.shape[0], -1)  # flatten (N,C,H,W) -> (N, C·H·W)
+        dh = to_nchw(dh, self.layout).reshape(dh.shape[0], -1)  # flatten (N,C,H,W) -> (N, C·H·W)
         dz, dfc = self.fc.backward(sub(params, "decoder.fc"), cache.fc, dh)
         grads.update(prefixed("decoder.fc", dfc))
         return dz, grads

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 
 from .activation import ReLU
-from .conv import Conv2D
+from .conv import Conv2D, from_nchw, to_nchw
 from .dense import Dense
 from .params import prefixed, sub
 
@@ -31,9 +31,11 @@ class EncoderCache(NamedTuple):
 
 
 class Encoder:
-    def __init__(self, architecture, formulation="lax"):
+    def __init__(self, architecture, formulation="lax", layout="NCHW"):
         sizes = (architecture.in_channels,) + architecture.channels
-        self.convs = [(f"encoder.conv{i + 1}", Conv2D(sizes[i], sizes[i + 1], 4, 2, 1, formulation=formulation))
+        self.layout = layout  # of the activations; the flattening is always PyTorch's (C,H,W) order
+        self.convs = [(f"encoder.conv{i + 1}", Conv2D(sizes[i], sizes[i + 1], 4, 2, 1, formulation=formulation,
+                                                      layout=layout))
                       for i in range(len(architecture.channels))]
         self.latent_dim = architecture.latent_dim
         self.heads = Dense(architecture.flat_features, 2 * architecture.latent_dim)
@@ -65,6 +67,7 @@ class Encoder:
             h, conv_cache = layer.forward(sub(params, name), h)
             h, relu_cache = ReLU.forward(h)
             caches.append((conv_cache, relu_cache))
+        h = to_nchw(h, self.layout)
         flat_shape = h.shape
         out, heads_cache = self.heads.forward(heads_params(params), h.reshape(h.shape[0], -1))
         mu, logvar = out[:, :self.latent_dim], out[:, self.latent_dim:]
@@ -80,7 +83,7 @@ class Encoder:
         grads = {}
         for head, rows in zip(HEADS, (slice(0, d), slice(d, 2 * d))):  # the stacked rows back to each head
             grads.update(prefixed(head, {"weight": dheads["weight"][rows], "bias": dheads["bias"][rows]}))
-        dh = dh.reshape(cache.flat_shape)  # unflatten (N, C·H·W) -> (N,C,H,W)
+        dh = from_nchw(dh.reshape(cache.flat_shape), self.layout)  # unflatten (N, C·H·W) -> (N,C,H,W)
         for i in reversed(range(len(self.convs))):
             name, layer = self.convs[i]
             conv_cache, relu_cache = cache.convs[i]

@@ -44,10 +44,14 @@ def space_to_depth(x):
     return x_pad.transpose(0, 2, 4, 3, 5, 1).reshape(n, h // 2 + 1, w // 2 + 1, 4 * c)
 
 
-def depth_to_space(dX, channels):
-    """The adjoint of ``space_to_depth``: dX (N,P,Q,4C) -> dx (N,C,2P−2,2Q−2), border dropped."""
+def depth_to_space(dX, channels, layout="NCHW"):
+    """The adjoint of ``space_to_depth``: dX (N,P,Q,4C) -> dx (N,C,2P−2,2Q−2), border dropped
+    (or (N,2P−2,2Q−2,C) for ``layout`` NHWC)."""
     n, p, q, _ = dX.shape
-    dx_pad = dX.reshape(n, p, q, 2, 2, channels).transpose(0, 5, 1, 3, 2, 4).reshape(n, channels, 2 * p, 2 * q)
+    blocks = dX.reshape(n, p, q, 2, 2, channels)  # (n, p, q, r, s, c)
+    if layout == "NHWC":
+        return blocks.transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * p, 2 * q, channels)[:, 1:-1, 1:-1]
+    dx_pad = blocks.transpose(0, 5, 1, 3, 2, 4).reshape(n, channels, 2 * p, 2 * q)
     return dx_pad[:, :, 1:-1, 1:-1]
 
 
@@ -70,31 +74,33 @@ def im2col(x):
     return jnp.concatenate([X[:, i:i + ho, j:j + wo] for i in (0, 1) for j in (0, 1)], axis=-1)
 
 
-def input_grad_s2d(dy, w):
+def input_grad_s2d(dy, w, layout="NCHW"):
     """dx = convᵀ(dy, w) as one stride-1 2×2 conv in space-to-depth form.
 
-    dy: (N,O,Ho,Wo), w: (O,C,4,4) -> dx: (N,C,H,W).
+    dy: (N,O,Ho,Wo), w: (O,C,4,4) -> dx: (N,C,H,W) (both NHWC for ``layout`` NHWC).
     dX = conv(pad(dy, 1), flip(w2)) with w2's channel roles swapped; dx = d2s(dX).
     """
-    dX = lax.conv_general_dilated(dy.transpose(0, 2, 3, 1), jnp.flip(weight_to_s2d(w), (0, 1)),
+    dy = dy.transpose(0, 2, 3, 1) if layout == "NCHW" else dy
+    dX = lax.conv_general_dilated(dy, jnp.flip(weight_to_s2d(w), (0, 1)),
                                   window_strides=(1, 1), padding=((1, 1), (1, 1)),
                                   dimension_numbers=("NHWC", "HWOI", "NHWC"))  # (N,P,Q,4C)
-    return depth_to_space(dX, w.shape[1])
+    return depth_to_space(dX, w.shape[1], layout)
 
 
-def input_grad_col2im(dy, w):
+def input_grad_col2im(dy, w, layout="NCHW"):
     """dx = convᵀ(dy, w) as one GEMM and an overlap-add, for a narrow C.
 
-    dy: (N,O,Ho,Wo), w: (O,C,4,4) -> dx: (N,C,H,W).
+    dy: (N,O,Ho,Wo), w: (O,C,4,4) -> dx: (N,C,H,W) (both NHWC for ``layout`` NHWC).
     cols = dy·W2ᵀ: (N,Ho,Wo,(i,j,k)); dX[p,q] = Σ_{i,j} cols[p−i,q−j,i,j]; dx = d2s(dX).
     """
     o, c = w.shape[:2]
-    cols = jnp.einsum("nohw,ok->nhwk", dy, weight_to_s2d(w).reshape(-1, o).T)  # cols = dy·W2ᵀ
+    spec = "nohw,ok->nhwk" if layout == "NCHW" else "nhwo,ok->nhwk"
+    cols = jnp.einsum(spec, dy, weight_to_s2d(w).reshape(-1, o).T)  # cols = dy·W2ᵀ
     n, ho, wo, _ = cols.shape
     cols = cols.reshape(n, ho, wo, 2, 2, 4 * c)
     dX = sum(jnp.pad(cols[:, :, :, i, j], ((0, 0), (i, 1 - i), (j, 1 - j), (0, 0)))  # overlap-add the 4 taps
              for i in (0, 1) for j in (0, 1))
-    return depth_to_space(dX, c)
+    return depth_to_space(dX, c, layout)
 
 
 def weight_grad_taps(x, dy):
@@ -121,9 +127,10 @@ def weight_grad_im2col(x, dy):
     return weight_from_s2d(dw2.reshape(2, 2, 4 * c, o), o, c)
 
 
-def input_grad(dy, w):
-    """dy: (N,O,Ho,Wo), w: (O,C,4,4) -> dx: (N,C,H,W), the formulation chosen by channel count."""
-    return input_grad_col2im(dy, w) if w.shape[1] <= NARROW else input_grad_s2d(dy, w)
+def input_grad(dy, w, layout="NCHW"):
+    """dy: (N,O,Ho,Wo), w: (O,C,4,4) -> dx: (N,C,H,W), the formulation chosen by channel count
+    (activations in ``layout``)."""
+    return input_grad_col2im(dy, w, layout) if w.shape[1] <= NARROW else input_grad_s2d(dy, w, layout)
 
 
 def weight_grad(x, dy):

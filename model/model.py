@@ -22,7 +22,7 @@ from . import adamw, precision
 from .adamw import AdamWHyperparams
 from .architecture import Architecture
 from .clip import clip_by_global_norm, clip_by_value, global_norm
-from .conv import resolve_formulation
+from .conv import from_nchw, resolve_formulation, resolve_layout, to_nchw
 from .decoder import Decoder
 from .elbo import DEFAULT_BETA, ELBO, per_image
 from .encoder import Encoder
@@ -77,20 +77,26 @@ class TrainState(NamedTuple):
 class VAE:
     """The networks of one ``Architecture``, with the conv formulation ``conv`` resolved once.
 
-    ``conv``: "auto" (the backend's fastest) or one of ``model.conv.FORMULATIONS``.
+    ``conv``: "auto" (the backend's fastest) or one of ``model.conv.FORMULATIONS``; ``layout``: of
+    the activations inside the networks, "auto" (the backend's fastest), "NCHW" or "NHWC"
+    (parameters and every array given or returned are PyTorch's layout either way); ``chunk``: the
+    train step takes its gradient over slices of at most this many images and sums them ("auto":
+    the backend's measured choice, ``CHUNK``; None: the whole batch at once).
     """
 
-    def __init__(self, architecture=Architecture(), conv="auto"):
+    def __init__(self, architecture=Architecture(), conv="auto", layout="auto", chunk="auto"):
         self.architecture = architecture
         self.conv = resolve_formulation(conv)  # the one place "auto" becomes a formulation
-        self.encoder = Encoder(architecture, self.conv)
-        self.decoder = Decoder(architecture, self.conv)
+        self.layout = resolve_layout(layout, self.conv)
+        self.chunk = resolve_chunk(chunk)
+        self.encoder = Encoder(architecture, self.conv, self.layout)
+        self.decoder = Decoder(architecture, self.conv, self.layout)
         self._compiled = {"encode": compiled(self._encode), "decode": compiled(self._decode),
                           "reconstruct": compiled(self._reconstruct),
                           "step": compiled(self.step, donate_argnums=0, static_argnames="compute_dtype")}
 
     def __repr__(self):
-        return f"VAE({self.architecture}, conv={self.conv!r})"
+        return f"VAE({self.architecture}, conv={self.conv!r}, layout={self.layout!r}, chunk={self.chunk!r})"
 
     def param_shapes(self) -> dict:
         """{state_dict name: shape} of every parameter, in the model's order."""
@@ -105,7 +111,7 @@ class VAE:
     # ------------------------------------------------------------------ forward and backward
 
     def forward(self, params, x, eps):
-        """x: (N,3,H,W) float, eps: (N,D) -> (x_hat, mu, logvar, cache)."""
+        """x: (N,3,H,W) float in the VAE's ``layout`` (``interior``), eps: (N,D) -> (x_hat, mu, logvar, cache)."""
         (mu, logvar), encoder_cache = self.encoder.forward(params, x)
         z, reparameterize_cache = Reparameterize.forward(mu, logvar, eps)
         x_hat, decoder_cache = self.decoder.forward(params, z)
@@ -119,8 +125,27 @@ class VAE:
         return {name: grads[name] for name in params}
 
     def loss_and_grads(self, params, x, eps, beta=DEFAULT_BETA):
-        """metrics {'loss', 'recon', 'kl'} (batch means) and grads shaped like params."""
-        x = to_float(x)
+        """metrics {'loss', 'recon', 'kl'} (batch means) and grads shaped like params.
+
+        With a ``chunk`` smaller than the batch, the batch is taken in slices of ``chunk`` images:
+        the loss is a mean of per-image terms, so it and its gradient are the slices' means
+        weighted by their sizes. The same arithmetic in cache-sized pieces (``docs/speed.md``).
+        """
+        n = x.shape[0]
+        size = chunk_size(n, self.chunk)
+        if size >= n:
+            return self.batch_loss_and_grads(params, x, eps, beta)
+        total = None
+        for start in range(0, n, size):  # static slices: unrolled, so XLA schedules each one alone
+            part = self.batch_loss_and_grads(params, x[start:start + size], eps[start:start + size], beta)
+            weight = min(size, n - start) / n
+            part = jax.tree.map(lambda a: a * weight, part)
+            total = part if total is None else jax.tree.map(jnp.add, total, part)
+        return total
+
+    def batch_loss_and_grads(self, params, x, eps, beta=DEFAULT_BETA):
+        """``loss_and_grads`` of the whole batch at once: the ELBO's forward and backward."""
+        x = self.interior(to_float(x))
         x_hat, mu, logvar, cache = self.forward(params, x, eps)
         elbo = ELBO(beta)
         metrics, elbo_cache = elbo.forward(x_hat, x, mu, logvar)
@@ -153,17 +178,21 @@ class VAE:
         """
         return self._compiled["step"](state, x, key, compute_dtype=compute_dtype)
 
+    def interior(self, x):
+        """NCHW images in the layout the networks compute in."""
+        return from_nchw(x, self.layout)
+
     def _encode(self, params, x):
-        (mu, logvar), _ = self.encoder.forward(params, to_float(x))
+        (mu, logvar), _ = self.encoder.forward(params, self.interior(to_float(x)))
         return mu, logvar
 
     def _decode(self, params, z):
-        return self.decoder.forward(params, z)[0]
+        return to_nchw(self.decoder.forward(params, z)[0], self.layout)
 
     def _reconstruct(self, params, x):
         x = to_float(x)
-        (mu, logvar), _ = self.encoder.forward(params, x)
-        x_hat, _ = self.decoder.forward(params, mu)
+        (mu, logvar), _ = self.encoder.forward(params, self.interior(x))
+        x_hat = to_nchw(self.decoder.forward(params, mu)[0], self.layout)
         recon, kl = per_image(x_hat, x, mu, logvar)
         return {"x_hat": x_hat, "mu": mu, "logvar": logvar, "recon": recon, "kl": kl}
 
@@ -186,9 +215,31 @@ class VAE:
 
 
 @functools.lru_cache(maxsize=None)
-def build(architecture=Architecture(), conv="auto") -> VAE:
-    """The VAE of ``architecture`` with formulation ``conv``, built once for each pair."""
-    return VAE(architecture, conv)
+def build(architecture=Architecture(), conv="auto", layout="auto", chunk="auto") -> VAE:
+    """The VAE of ``architecture`` with formulation ``conv``, activation ``layout`` and step
+    ``chunk``, built once for each."""
+    return VAE(architecture, conv, layout, chunk)
+
+
+CHUNK = {"cpu": 64}  # images per gradient slice of the train step, by backend (docs/speed.md)
+MAX_CHUNKS = 16  # the slices are unrolled: beyond this many, larger slices keep compiling quick
+
+
+def resolve_chunk(chunk="auto", backend=None):
+    """The step's slice size for ``chunk`` ("auto": ``CHUNK`` of the backend on one device; None
+    with several devices, whose data-parallel split of the batch slices would cut across)."""
+    if chunk == "auto":
+        return CHUNK.get(backend or jax.default_backend()) if jax.device_count() == 1 else None
+    if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
+        raise ValueError(f"chunk must be a positive number of images, None or 'auto', not {chunk!r}")
+    return chunk
+
+
+def chunk_size(batch, chunk):
+    """Images per slice of a batch of ``batch`` (the whole batch when ``chunk`` is None)."""
+    if chunk is None or batch <= chunk:
+        return batch
+    return max(chunk, -(-batch // MAX_CHUNKS))
 
 
 def vae_of(params, conv="auto") -> VAE:

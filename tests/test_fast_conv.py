@@ -39,6 +39,16 @@ def test_input_grad_formulations_equal_lax(shape, formulation):
 
 
 @pytest.mark.parametrize("shape", SEED_SHAPES)
+@pytest.mark.parametrize("formulation", INPUT_GRADS, ids=lambda f: f.__name__)
+def test_input_grad_formulations_equal_lax_in_nhwc(shape, formulation):
+    c, o, h = shape
+    with jax.enable_x64(True):
+        _, w, dy = operands(c, o, h)
+        got = jax.jit(formulation, static_argnames="layout")(dy.transpose(0, 2, 3, 1), w, layout="NHWC")
+        assert_close(got, lax_conv2d_input_grad(dy, w, 2, 1, (h, h)).transpose(0, 2, 3, 1))
+
+
+@pytest.mark.parametrize("shape", SEED_SHAPES)
 @pytest.mark.parametrize("formulation", WEIGHT_GRADS, ids=lambda f: f.__name__)
 def test_weight_grad_formulations_equal_lax(shape, formulation):
     c, o, h = shape

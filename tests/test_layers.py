@@ -130,6 +130,32 @@ def test_conv_backward_matches_vjp(case, layer_cls, dtype, rtol, atol):
                   (params, x), jax.random.PRNGKey(3), rtol, atol)
 
 
+@pytest.mark.parametrize("case", CONV_CASES)
+@pytest.mark.parametrize("layer_cls", [Conv2D, TransposedConv2D])
+def test_nhwc_layers_are_the_nchw_layers_transposed(case, layer_cls):
+    """Activations in NHWC, weights in PyTorch's layout: the same forward and, in float64, the
+    same backward (checked against jax.vjp of the NHWC forward too)."""
+    n, c, o, h, w, k, s, p = case
+    nhwc = lambda a: a.transpose(0, 2, 3, 1)
+    with jax.enable_x64(True):
+        layer, wide = layer_cls(c, o, k, s, p), layer_cls(c, o, k, s, p, layout="NHWC")
+        params = random_params(layer, jax.random.PRNGKey(0), jnp.float64)
+        x = jax.random.normal(jax.random.PRNGKey(1), (n, c, h, w), jnp.float64)
+        y, cache = layer.forward(params, x)
+        y_nhwc, cache_nhwc = wide.forward(params, nhwc(x))
+        np.testing.assert_allclose(y_nhwc, nhwc(y), rtol=1e-12, atol=1e-12)
+        assert wide.output_shape(nhwc(x).shape) == y_nhwc.shape
+        dy = jax.random.normal(jax.random.PRNGKey(3), y.shape, jnp.float64)
+        dx, dparams = layer.backward(params, cache, dy)
+        dx_nhwc, dparams_nhwc = wide.backward(params, cache_nhwc, nhwc(dy))
+        np.testing.assert_allclose(dx_nhwc, nhwc(dx), rtol=1e-10, atol=1e-10)
+        for name in params:
+            np.testing.assert_allclose(dparams_nhwc[name], dparams[name], rtol=1e-10, atol=1e-10)
+        check_vjp(lambda prm, inp: wide.forward(prm, inp)[0],
+                  lambda d: wide.backward(params, cache_nhwc, d)[::-1],
+                  (params, nhwc(x)), jax.random.PRNGKey(4), 1e-10, 1e-10)
+
+
 def test_conv_param_grads_equal_backward_params():
     layer = Conv2D(3, 4, 4, 2, 1)
     params = random_params(layer, jax.random.PRNGKey(0), jnp.float32)

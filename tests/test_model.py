@@ -11,7 +11,7 @@ from model import (Architecture, TrainHyperparams, adamw, count_params, decode, 
                    loss_and_grads, train_step)
 from model.clip import clip_by_global_norm, clip_by_value, global_norm
 from benchmarks.reference import reference_loss
-from model.model import build
+from model.model import VAE, build, chunk_size
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,7 +62,7 @@ def test_glorot_init_and_distinct_heads():
 def test_shapes_after_every_layer_match_the_seed_table():
     params = init_params(jax.random.PRNGKey(0))
     x = jnp.zeros((2, 3, 64, 64))
-    _, _, _, cache = build().forward(params, x, jnp.zeros((2, 128)))
+    _, _, _, cache = build(layout="NCHW").forward(params, x, jnp.zeros((2, 128)))
     enc_shapes = [relu_out.shape[1:] for _, relu_out in cache.encoder.convs]
     assert enc_shapes == [(32, 32, 32), (64, 16, 16), (128, 8, 8)]
     assert cache.encoder.heads.x.shape == (2, 8192)
@@ -91,6 +91,40 @@ def test_loss_and_grads_match_jax_grad_float64(arch, batch):
         for name in params:
             scale = float(jnp.max(jnp.abs(expected[name])))
             np.testing.assert_allclose(grads[name], expected[name], rtol=1e-9, atol=1e-10 * scale, err_msg=name)
+
+
+@pytest.mark.parametrize("layout,chunk,batch", [("NCHW", None, 3), ("NHWC", None, 3), ("NHWC", 2, 5),
+                                                ("NCHW", 3, 7)])
+def test_every_layout_and_chunking_matches_jax_grad_float64(layout, chunk, batch):
+    """The NHWC interior and the step taken in slices (with a remainder) are the same gradient."""
+    with jax.enable_x64(True):
+        params = jax.tree.map(lambda p: p.astype(jnp.float64), init_params(jax.random.PRNGKey(0), **SMALL))
+        params = {k: v + 0.01 * jax.random.normal(jax.random.PRNGKey(i), v.shape, v.dtype)
+                  for i, (k, v) in enumerate(params.items())}
+        vae = VAE(Architecture.of(params), conv="mixed", layout=layout, chunk=chunk)
+        x = jax.random.uniform(jax.random.PRNGKey(1), (batch, 3, 16, 16), jnp.float64)
+        eps = jax.random.normal(jax.random.PRNGKey(2), (batch, 5), jnp.float64)
+        metrics, grads = jax.jit(vae.loss_and_grads)(params, x, eps, 0.5)
+        (loss, (recon, kl)), expected = jax.value_and_grad(reference_loss, has_aux=True)(params, x, eps, 0.5)
+        np.testing.assert_allclose([metrics["loss"], metrics["recon"], metrics["kl"]], [loss, recon, kl], rtol=1e-12)
+        for name in params:
+            scale = float(jnp.max(jnp.abs(expected[name])))
+            np.testing.assert_allclose(grads[name], expected[name], rtol=1e-9, atol=1e-10 * scale, err_msg=name)
+        x_hat = vae.reconstruct(params, x)["x_hat"]
+        assert x_hat.shape == x.shape  # PyTorch's layout outside, whatever the interior
+        np.testing.assert_allclose(vae.decode(params, eps), VAE(vae.architecture, layout="NCHW").decode(params, eps),
+                                   rtol=1e-10)
+
+
+@pytest.mark.parametrize("batch,chunk,sizes", [(64, 64, 64), (65, 64, 64), (512, 64, 64), (4096, 64, 256),
+                                               (10, None, 10)])
+def test_chunk_sizes(batch, chunk, sizes):
+    assert chunk_size(batch, chunk) == sizes
+
+
+def test_chunking_is_off_for_bad_values():
+    with pytest.raises(ValueError, match="positive"):
+        VAE(chunk=0)
 
 
 @pytest.mark.slow

@@ -210,7 +210,7 @@ def check_elbo(perturb):
 
 def check_model(perturb):
     """The whole model's backward (every layer, the forks) on a tiny architecture."""
-    vae = VAE(Architecture(3, (2, 3, 4), 3, 8), conv="lax")
+    vae = VAE(Architecture(3, (2, 3, 4), 3, 8), conv="lax", layout="NCHW")  # forward takes NCHW then
     k = keys(5, 3)
     params = {name: p.astype(F64) + 0.05 * normal(np.asarray([5, i]), p.shape)  # nonzero biases
               for i, (name, p) in enumerate(sorted(vae.init(k[0]).items()))}
