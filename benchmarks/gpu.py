@@ -10,7 +10,8 @@ Every section prints a Markdown table as soon as it is done and adds its numbers
     the device, fed exactly as ``train.py`` feeds it (``imagedata.batches.iterate_batches``, a fresh
     noise key per step): the hand-written step with each formulation of the conv gradient maps
     (``model/conv.py``: lax, fast, narrow), each in float32 and bfloat16, the ``jax.grad`` step
-    of the same model and, where PyTorch is installed, the same model in PyTorch eager; rounds
+    of the same model and, where PyTorch is installed, the same model in PyTorch, eager and
+    ``torch.compile``, float32 and bfloat16; rounds
     of ``--steps`` steps, interleaved, medians;
  3. one full epoch of the synthetic CelebA with the fastest hand-written step, and what that
     makes of the seed's 100 epochs;
@@ -137,12 +138,14 @@ class Contender:
 
 
 class TorchContender:
-    """The same model, loss and AdamW in PyTorch eager on the same device kind (when torch is there)."""
+    """The same model, loss and AdamW in PyTorch on the same device kind (when torch is there):
+    eager or ``torch.compile``, float32 or bfloat16 autocast."""
 
-    def __init__(self, torch, images_shape, batch_size, device):
+    def __init__(self, torch, images_shape, batch_size, device, compile=False, bfloat16=False):
         from train_step import TorchContender as TorchStep
-        self.name, self.torch, self.batch_size, self.device = "PyTorch eager float32", torch, batch_size, device
-        self.net = TorchStep(torch, batch_size, device)  # the model, AdamW and one step on the device
+        self.name = f"{'torch.compile' if compile else 'PyTorch eager'} {'bfloat16' if bfloat16 else 'float32'}"
+        self.torch, self.batch_size, self.device = torch, batch_size, device
+        self.net = TorchStep(torch, batch_size, device, compile=compile, bfloat16=bfloat16)  # model, AdamW, one step
         self.images = torch.randint(0, 256, images_shape, dtype=torch.uint8, device=device)
         self.times = []
         start = time.perf_counter()
@@ -225,11 +228,17 @@ def main():
         try:
             import torch
             if jax.default_backend() == "gpu" and torch.cuda.is_available():
-                contenders["PyTorch eager float32"] = TorchContender(torch, (min(args.images, 65536), 3, 64, 64),
-                                                                     args.batch_size, "cuda")
+                for compiled in (False, True):
+                    for bf16 in (False, True):
+                        try:
+                            c = TorchContender(torch, (min(args.images, 65536), 3, 64, 64), args.batch_size, "cuda",
+                                               compile=compiled, bfloat16=bf16)
+                            contenders[c.name] = c
+                            print(f"{c.name} ready in {c.compile_s:.1f} s", flush=True)
+                        except Exception:  # noqa: BLE001 (torch.compile without a compiler, say)
+                            traceback.print_exc()
                 RESULTS["torch"] = {"version": torch.__version__, "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
                                     "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32}
-                print(f"PyTorch {torch.__version__} eager step ready", flush=True)
         except Exception:  # noqa: BLE001
             traceback.print_exc()
         for c in contenders.values():  # warm-up round

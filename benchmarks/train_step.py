@@ -117,7 +117,7 @@ class MatmulContender:
 class TorchContender:
     """The same architecture, loss and AdamW in PyTorch (only when torch is importable)."""
 
-    def __init__(self, torch, batch, device="cpu", compile=False):
+    def __init__(self, torch, batch, device="cpu", compile=False, bfloat16=False):
         nn = torch.nn
         self.torch = torch
 
@@ -143,6 +143,7 @@ class TorchContender:
         self.x = torch.rand(batch, 3, 64, 64, device=device)
         # compiled: the forward and loss (their backward follows, compiled by AOTAutograd) and the
         # optimiser's step, each with torch.compile's defaults, as PyTorch's tutorials show
+        self.autocast = dict(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=bfloat16)
         self.loss = torch.compile(self._loss) if compile else self._loss
         self.opt_step = torch.compile(self.opt.step) if compile else self.opt.step
         start = time.perf_counter()
@@ -151,7 +152,9 @@ class TorchContender:
         self.compile_s = time.perf_counter() - start
 
     def _loss(self, x):
-        x_hat, mu, logvar = self.net(x)
+        with self.torch.autocast(**self.autocast):  # bfloat16: the pass in bfloat16, the loss in float32
+            x_hat, mu, logvar = self.net(x)
+        x_hat, mu, logvar = x_hat.float(), mu.float(), logvar.float()
         n = x.shape[0]
         return ((x_hat - x) ** 2).sum() / n - 0.25 * (1 + logvar - mu ** 2 - logvar.exp()).sum() / n
 

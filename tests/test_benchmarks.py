@@ -1,0 +1,42 @@
+"""The benchmarks run: the CPU table names its CPU, runs where torch is missing, and the GPU
+session's script completes on a CPU in its quick form."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from system import cpu
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_cpu_is_named_with_its_instruction_sets():
+    line = cpu.describe()
+    info = cpu.info()
+    assert info["model"] and info["model"] in line and f"{info['cores']} cores" in line
+    if Path("/proc/cpuinfo").exists() and "avx2" in Path("/proc/cpuinfo").read_text():
+        assert "AVX2" in info["isa"]
+
+
+@pytest.mark.slow
+def test_train_step_benchmark_runs_without_torch(tmp_path):
+    (tmp_path / "torch.py").write_text("raise ImportError('no torch on this machine')\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    out = subprocess.run([sys.executable, "benchmarks/train_step.py", "--batch-size", "4", "--repeats", "1",
+                          "--warmup", "0", "--no-autodiff", "--no-option-variants", "--matmul-size", "64"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("CPU: ") and "| manual |" in out.stdout
+    assert "| PyTorch eager |" not in out.stdout and "torch" not in out.stdout.split("\n")[0]
+
+
+@pytest.mark.slow
+def test_the_gpu_session_script_completes_quickly_on_a_cpu(tmp_path):
+    out = subprocess.run(["bash", "benchmarks/gpu_run.sh", str(tmp_path)], cwd=ROOT,
+                         env=dict(os.environ, QUICK="1"), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and "exit 0" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
+    results = json.loads((tmp_path / "gpu" / "gpu.json").read_text())
+    assert "throughput" in results and any(k.startswith("manual") for k in results["throughput"])
