@@ -21,12 +21,9 @@ import sys
 from pathlib import Path
 
 import jax
-
-jax.config.update("jax_enable_x64", True)
-
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from jax.flatten_util import ravel_pytree  # noqa: E402
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -312,6 +309,7 @@ def main(argv=None):
                         help="multiply every hand-written gradient by F (e.g. 1.001) to see the check fail")
     args = parser.parse_args(argv)
     names = list(CHECKS) if "all" in args.layers else list(dict.fromkeys(args.layers))
+    jax.config.update("jax_enable_x64", True)  # here, not at import: importing it changes nothing
     return 0 if run(names, args.perturb) else 1
 
 

@@ -178,9 +178,14 @@ def block():
 def check_with_jax():
     """The same gradients from jax.vjp of lax's 1-D convolution, in float64."""
     import jax
-    jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
     from jax import lax
+
+    with jax.enable_x64(True):  # scoped: a caller's setting is left as it was
+        _check_with_jax(jax, jnp, lax)
+
+
+def _check_with_jax(jax, jnp, lax):
 
     def f(x, w):
         return lax.conv_general_dilated(x[None, None, :], w[None, None, :], (S,), ((P, P),))[0, 0]
