@@ -47,8 +47,13 @@ def channel_axis(layout="NCHW"):
     return 1 if layout == "NCHW" else 3
 
 
-def conv2d(x, w, stride, padding, layout="NCHW"):
+def conv2d(x, w, stride, padding, layout="NCHW", formulation="lax"):
     """x: (N,C,H,W), w: (O,C,K,K) -> y: (N,O,Ho,Wo), no bias (activations in ``layout``)."""
+    input_hw = spatial(x.shape, layout)
+    output_hw = tuple(conv_output_size(s, w.shape[2], stride, padding) for s in input_hw)
+    if layout == "NHWC" and uses_fast_conv(formulation, "forward", w.shape[1], w.shape[2], stride, padding,
+                                           input_hw, output_hw):
+        return fast_conv.forward_s2d(x, w, layout)
     return lax.conv_general_dilated(
         x, w, window_strides=(stride, stride), padding=((padding, padding),) * 2,
         dimension_numbers=(layout, "OIHW", layout))
@@ -102,7 +107,7 @@ class Conv2D:
         return with_spatial(input_shape, self.out_channels, map(size, spatial(input_shape, self.layout)), self.layout)
 
     def forward(self, params, x):
-        y = conv2d(x, params["weight"], self.stride, self.padding, self.layout)
+        y = conv2d(x, params["weight"], self.stride, self.padding, self.layout, self.formulation)
         return add_bias(y, params["bias"], self.layout), ConvCache(x)
 
     def backward(self, params, cache, dy):
@@ -153,7 +158,7 @@ class TransposedConv2D:
 
     def backward(self, params, cache, dy):
         x = cache.x
-        dx = conv2d(dy, params["weight"], self.stride, self.padding, self.layout)  # dx = conv(dy, W)
+        dx = conv2d(dy, params["weight"], self.stride, self.padding, self.layout, self.formulation)  # dx = conv(dy, W)
         dw = conv2d_weight_grad(dy, x, self.stride, self.padding, self.kernel,
                                 self.formulation, self.layout)  # dW[c,o] = Σ x ⊗ dy-patches
         return dx, {"weight": dw, "bias": bias_grad(dy, self.layout)}
@@ -235,12 +240,14 @@ def concrete_formulation(name):
 
 
 def uses_fast_conv(formulation, gradient, channels, kernel, stride, padding, input_hw, output_hw):
-    """Whether a gradient map ("input" or "weight") takes the ``fast_conv`` formulation.
+    """Whether a map ("forward", "input" or "weight") takes the ``fast_conv`` formulation.
 
     ``formulation``: a concrete one; ``channels``: the channel count on the map's pixel side (3 for
-    conv1 and deconv3).
+    conv1 and deconv3). The forward takes it only for those narrow layers, and only in NHWC
+    (``conv2d``), where it was measured faster (``docs/speed.md``).
     """
-    if (formulation == "lax" or (formulation == "narrow" and channels > fast_conv.NARROW)
+    if (formulation == "lax" or (gradient == "forward" and channels > fast_conv.NARROW)
+            or (formulation == "narrow" and channels > fast_conv.NARROW)
             or (formulation == "mixed" and gradient == "weight")):
         return False
     return fast_conv.applies(kernel, stride, padding, input_hw, output_hw)

@@ -51,6 +51,18 @@ def test_weight_grad_formulations_equal_lax(shape, formulation):
 
 
 @pytest.mark.parametrize("shape", SEED_SHAPES)
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_forward_s2d_equals_the_strided_conv(shape, layout):
+    c, o, h = shape
+    as_layout = (lambda a: a) if layout == "NCHW" else (lambda a: a.transpose(0, 2, 3, 1))
+    with jax.enable_x64(True):
+        x, w, _ = operands(c, o, h)
+        got = jax.jit(fast_conv.forward_s2d, static_argnames="layout")(as_layout(x), w, layout=layout)
+        assert_close(got, as_layout(conv2d(x, w, 2, 1)))
+        assert_close(conv2d(as_layout(x), w, 2, 1, layout, "mixed"), as_layout(conv2d(x, w, 2, 1)))
+
+
+@pytest.mark.parametrize("shape", SEED_SHAPES)
 def test_space_to_depth_forward_equals_the_strided_conv(shape):
     """y = conv(s2d(x_pad), w2) with stride 1: the identity every formulation rests on."""
     c, o, h = shape
