@@ -16,7 +16,7 @@ BEGIN, END = "<!-- conv1d_example:begin -->", "<!-- conv1d_example:end -->"
 LAYER_HEADINGS = ["Dense", "ReLU", "Sigmoid", "Conv2D", "TransposedConv2D", "Reparameterisation",
                   "ELBO: squared error and KL", "Gradient clipping", "AdamW", "Glorot initialisation"]
 
-sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def page():
@@ -70,9 +70,9 @@ def conv1d_block():
 
 
 def test_conv1d_block_is_the_script_output():
-    out = subprocess.run([sys.executable, str(ROOT / "tools" / "conv1d_example.py")], capture_output=True,
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "conv1d_example.py")], capture_output=True,
                          text=True, check=True, cwd=ROOT).stdout
-    assert conv1d_block() == out.strip("\n"), "regenerate the block with python tools/conv1d_example.py"
+    assert conv1d_block() == out.strip("\n"), "regenerate the block with python benchmarks/conv1d_example.py"
 
 
 def test_conv1d_numbers_agree_with_jax_vjp():
@@ -81,7 +81,7 @@ def test_conv1d_numbers_agree_with_jax_vjp():
 
 
 def run_check(*args):
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "check_gradients.py"), *args],
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "check_gradients.py"), *args],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
 
 

@@ -12,9 +12,9 @@ docs/derivations.md written again in NumPy ("formula"). The exit status is 1 whe
 exceeds its tolerance. Shapes are small: ``all`` takes seconds.
 
 examples:
-  python tools/check_gradients.py all
-  python tools/check_gradients.py dense conv2d
-  python tools/check_gradients.py --perturb 1.001 relu    # a wrong backward: exits 1
+  python benchmarks/check_gradients.py all
+  python benchmarks/check_gradients.py dense conv2d
+  python benchmarks/check_gradients.py --perturb 1.001 relu    # a wrong backward: exits 1
 """
 import argparse
 import sys

@@ -7,8 +7,8 @@ convolution's forward (each input sample scattering the kernel), and that the we
 is a correlation of the padded input with the output gradient. Every number in that section
 of the page is this script's output; ``--check`` also compares them with ``jax.vjp``.
 
-    python tools/conv1d_example.py           # the Markdown block
-    python tools/conv1d_example.py --check   # the same, after a jax.vjp cross-check
+    python benchmarks/conv1d_example.py           # the Markdown block
+    python benchmarks/conv1d_example.py --check   # the same, after a jax.vjp cross-check
 """
 import argparse
 
