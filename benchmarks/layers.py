@@ -7,11 +7,15 @@ Every conv layer and its mirror transposed layer use the same three maps on the 
     input grad   dx = convᵀ(dy, w)    conv input gradient, transposed-conv forward
     weight grad  dw                   both layers' weight gradients
 
-Candidates: the generic lax convolutions (NCHW and NHWC), the space-to-depth stride-1 form, the
-4-phase split, GEMMs over patches (im2col) and GEMM + overlap-add (col2im), one GEMM with four
-shifted copies of dy, and 16 per-tap GEMMs. Each is jitted alone with NCHW arrays in and out,
-the repetitions interleaved; the table gives medians and marks the formulation that
-``model/fast_conv.py`` uses (``*``). All candidates are checked against the lax path first.
+Candidates: the model's own map (``model/conv.py``'s dispatch, in its layout and formulation:
+marked ``*``), the generic lax convolutions (NCHW and NHWC), the space-to-depth stride-1 form,
+the 4-phase split, GEMMs over patches (im2col) and GEMM + overlap-add (col2im), one GEMM with
+four shifted copies of dy, and 16 per-tap GEMMs; and, when PyTorch is importable, its oneDNN
+convolutions in NCHW and channels-last (``--no-torch`` to skip). Each candidate gets its operands
+in its own layout (no transposes timed that the model would not make), is compiled with the
+model's XLA options (``system/xla.py``), and is checked against the lax path first; the
+repetitions are interleaved and the table gives medians. The row a layer loses by is the row to
+work on: the whole step is ``benchmarks/train_step.py``.
 
 Examples::
 
@@ -19,17 +23,22 @@ Examples::
     python benchmarks/layers.py --batch-size 512 --repeats 5
 """
 import argparse
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # PyTorch's threads must not spin beside JAX's (train_step.py)
 import statistics
 import time
 
 import jax
+import numpy as np
 import jax.numpy as jnp
 from jax import lax
 
 
 from model import fast_conv
-from system import heap
-from model.conv import conv2d, lax_conv2d_input_grad, lax_conv2d_weight_grad
+from model.conv import (conv2d, conv2d_input_grad, conv2d_weight_grad, lax_conv2d_input_grad, lax_conv2d_weight_grad,
+                        resolve_formulation, resolve_layout, spatial)
+from system import cpu, heap, xla
 from model.fast_conv import depth_to_space, im2col, space_to_depth, weight_from_s2d, weight_to_s2d
 
 # (layers, conv input channels C, conv output channels O, conv input size H)
@@ -81,12 +90,71 @@ WEIGHT_GRAD = {"lax (rhs-dilated)": lambda x, dy: lax_conv2d_weight_grad(x, dy, 
                "im2col GEMM": fast_conv.weight_grad_im2col}
 
 
-def chosen(direction, c):
-    """The candidate that ``model/conv.py`` dispatches to for a conv with C input channels."""
-    narrow = c <= fast_conv.NARROW
-    return {"forward": FORWARD["lax NCHW"],
-            "input grad": fast_conv.input_grad_col2im if narrow else fast_conv.input_grad_s2d,
-            "weight grad": fast_conv.weight_grad_im2col if narrow else fast_conv.weight_grad_taps}[direction]
+def the_models(direction):
+    """The model's own map (its formulation and activation layout on this backend), NCHW in and out."""
+    formulation = resolve_formulation("auto")
+    layout = resolve_layout("auto", formulation)
+    inside = (lambda a: a.transpose(0, 2, 3, 1)) if layout == "NHWC" else (lambda a: a)
+    outside = (lambda a: a.transpose(0, 3, 1, 2)) if layout == "NHWC" else (lambda a: a)
+    maps = {"forward": lambda x, w: conv2d(x, w, 2, 1, layout, formulation),
+            "input grad": lambda dy, w: conv2d_input_grad(dy, w, 2, 1, tuple(2 * s for s in spatial(dy.shape, layout)),
+                                                          formulation, layout),
+            "weight grad": lambda x, dy: conv2d_weight_grad(x, dy, 2, 1, 4, formulation, layout)}
+    convert_out = outside if direction != "weight grad" else (lambda a: a)
+    return maps[direction], inside, convert_out, f"the model's ({layout}, {formulation})"
+
+
+def torch_candidates(direction):
+    """{name: (memory format, map)} of PyTorch's maps (oneDNN on the CPU) in NCHW and channels-last,
+    or none without PyTorch; the maps take tensors already in their memory format."""
+    try:
+        import torch
+    except ImportError:
+        return {}
+    mask = {"forward": None, "input grad": [True, False, False], "weight grad": [False, True, False]}[direction]
+
+    def run(a, b, memory_format):
+        with torch.no_grad():
+            if direction == "forward":
+                return torch.nn.functional.conv2d(a, b, None, 2, 1)
+            if direction == "input grad":  # a = dy, b = w; x only gives the shape
+                x = torch.empty(a.shape[0], b.shape[1], 2 * a.shape[2], 2 * a.shape[3]).contiguous(
+                    memory_format=memory_format)
+                return torch.ops.aten.convolution_backward(a, x, b, None, [2, 2], [1, 1], [1, 1], False, [0, 0], 1,
+                                                           mask)[0]
+            w = torch.empty(b.shape[1], a.shape[1], 4, 4)  # a = x, b = dy; w only gives the shape
+            return torch.ops.aten.convolution_backward(b, a, w, None, [2, 2], [1, 1], [1, 1], False, [0, 0], 1,
+                                                       mask)[1]
+
+    return {name: (fmt, lambda a, b, fmt=fmt: run(a, b, fmt))
+            for name, fmt in (("PyTorch NCHW", torch.contiguous_format), ("PyTorch channels-last", torch.channels_last))}
+
+
+def job(name, call, reference, to_nchw=lambda a: a, chosen=False):
+    """A timed candidate: ``call()`` computes the map; its result is checked against ``reference`` first."""
+    result = np.asarray(to_nchw(call()))
+    error = float(np.max(np.abs(result - reference)) / np.max(np.abs(reference)))
+    assert error < 1e-4, (name, error)
+    return {"name": name, "call": call, "chosen": chosen, "times": []}
+
+
+def candidates(direction, table, operands, with_torch=True):
+    """Every timed job of one map: the model's own, the table's formulations, PyTorch's."""
+    reference = np.asarray(jax.jit(table[next(iter(table))])(*operands))
+    activations = len(operands) if direction == "weight grad" else 1  # the other operand is w, OIHW always
+    f, inside, outside, label = the_models(direction)
+    ours = xla.compiled(f)
+    own = tuple(inside(a) if i < activations else a for i, a in enumerate(operands))
+    jobs = [job(label, lambda: jax.block_until_ready(ours(*own)), reference, outside, chosen=True)]
+    for name, formulation in table.items():
+        compiled = xla.compiled(formulation)
+        jobs.append(job(name, lambda compiled=compiled: jax.block_until_ready(compiled(*operands)), reference))
+    for name, (memory_format, f) in (torch_candidates(direction) if with_torch else {}).items():
+        import torch
+        tensors = tuple(torch.from_numpy(np.array(a)).contiguous(memory_format=memory_format) if i < activations
+                        else torch.from_numpy(np.array(a)) for i, a in enumerate(operands))
+        jobs.append(job(name, lambda f=f, tensors=tensors: f(*tensors), reference, lambda t: t.contiguous().numpy()))
+    return jobs
 
 
 def main():
@@ -94,9 +162,9 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-size", type=int, default=64, help="images per call (default 64)")
     parser.add_argument("--repeats", type=int, default=9, help="timed calls of each candidate, interleaved")
+    parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even when it is importable")
     args = parser.parse_args()
     heap.keep_freed_memory()  # before the first computation (system/heap.py)
-
     jobs = []
     for layers, c, o, h in SHAPES:
         kx, kw, ky = jax.random.split(jax.random.PRNGKey(h), 3)
@@ -106,37 +174,33 @@ def main():
         flops = 2 * args.batch_size * c * o * 16 * (h // 2) ** 2
         for direction, table, operands in (("forward", FORWARD, (x, w)), ("input grad", INPUT_GRAD, (dy, w)),
                                            ("weight grad", WEIGHT_GRAD, (x, dy))):
-            reference = jax.jit(table[next(iter(table))])(*operands)
-            for name, formulation in table.items():
-                f = jax.jit(formulation)
-                error = float(jnp.max(jnp.abs(f(*operands) - reference)) / jnp.max(jnp.abs(reference)))
-                assert error < 1e-4, (layers, direction, name, error)
-                jobs.append({"layers": layers, "direction": direction, "name": name, "f": f, "args": operands,
-                             "flops": flops, "chosen": formulation is chosen(direction, c), "times": []})
+            for entry in candidates(direction, table, operands, with_torch=not args.no_torch):
+                jobs.append(dict(entry, layers=layers, direction=direction, flops=flops))
     a = jax.random.normal(jax.random.PRNGKey(0), (2048, 2048))
     matmul = jax.jit(lambda m: m @ m)
     matmul(a).block_until_ready()
     matmul_times = []
     for _ in range(args.repeats):
-        for job in jobs:
+        for entry in jobs:
             start = time.perf_counter()
-            jax.block_until_ready(job["f"](*job["args"]))
-            job["times"].append(time.perf_counter() - start)
+            entry["call"]()
+            entry["times"].append(time.perf_counter() - start)
         start = time.perf_counter()
         matmul(a).block_until_ready()
         matmul_times.append(time.perf_counter() - start)
     peak = 2 * 2048 ** 3 / statistics.median(matmul_times) / 1e9
+    print(f"CPU: {cpu.describe()}" if jax.default_backend() == "cpu" else f"device: {jax.devices()[0].device_kind}")
     print(f"batch {args.batch_size}, {args.repeats} interleaved repeats (medians); "
-          f"float32 2048² matmul in this run: {peak:.1f} GFLOP/s; * = the model's choice")
+          f"float32 2048² matmul in this run: {peak:.1f} GFLOP/s; * = the model's own map")
     print()
     print("| layers | map | formulation | ms | GFLOP/s | % matmul |")
     print("|---|---|---|---|---|---|")
-    for job in jobs:
-        seconds = statistics.median(job["times"])
-        gflops = job["flops"] / seconds / 1e9
-        mark = " *" if job["chosen"] else ""
-        print(f"| {job['layers']} | {job['direction']} | {job['name']}{mark} | {1e3 * seconds:.1f} | {gflops:.1f} "
-              f"| {100 * gflops / peak:.0f} % |")
+    for entry in jobs:
+        seconds = statistics.median(entry["times"])
+        gflops = entry["flops"] / seconds / 1e9
+        mark = " *" if entry["chosen"] else ""
+        print(f"| {entry['layers']} | {entry['direction']} | {entry['name']}{mark} | {1e3 * seconds:.1f} "
+              f"| {gflops:.1f} | {100 * gflops / peak:.0f} % |")
 
 
 if __name__ == "__main__":

@@ -40,3 +40,21 @@ def test_the_gpu_session_script_completes_quickly_on_a_cpu(tmp_path):
     assert out.returncode == 0 and "exit 0" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
     results = json.loads((tmp_path / "gpu" / "gpu.json").read_text())
     assert "throughput" in results and any(k.startswith("manual") for k in results["throughput"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("with_torch", [False, True])
+def test_layer_benchmark_marks_the_models_own_maps_beside_pytorchs(tmp_path, with_torch):
+    """Every map of every shape is timed once as the model computes it (one ``*`` row each) and,
+    where torch imports, beside PyTorch's; every candidate is checked against lax before timing."""
+    env = dict(os.environ)
+    if not with_torch:
+        (tmp_path / "torch.py").write_text("raise ImportError('no torch on this machine')\n")
+        env["PYTHONPATH"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "benchmarks/layers.py", "--batch-size", "2", "--repeats", "1"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| conv")]
+    assert out.stdout.startswith("CPU: ")
+    assert sum(line.split("|")[3].strip().endswith("*") for line in rows) == 9  # 3 shapes × 3 maps
+    assert sum("PyTorch" in line for line in rows) == (18 if with_torch else 0)
