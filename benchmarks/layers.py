@@ -30,14 +30,14 @@ import statistics
 import time
 
 import jax
-import numpy as np
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 
 from model import fast_conv
-from model.conv import (conv2d, conv2d_input_grad, conv2d_weight_grad, lax_conv2d_input_grad, lax_conv2d_weight_grad,
-                        resolve_formulation, resolve_layout, spatial)
+from model.conv import (conv2d, conv2d_input_grad, conv2d_weight_grad, from_nchw, lax_conv2d_input_grad,
+                        lax_conv2d_weight_grad, resolve_formulation, resolve_layout, spatial, to_nchw)
 from system import cpu, heap, xla
 from model.fast_conv import depth_to_space, im2col, space_to_depth, weight_from_s2d, weight_to_s2d
 
@@ -91,17 +91,16 @@ WEIGHT_GRAD = {"lax (rhs-dilated)": lambda x, dy: lax_conv2d_weight_grad(x, dy, 
 
 
 def the_models(direction):
-    """The model's own map (its formulation and activation layout on this backend), NCHW in and out."""
+    """(map, NCHW -> its layout, its output -> NCHW, label): the model's own map, in the formulation
+    and activation layout it resolves to on this backend."""
     formulation = resolve_formulation("auto")
     layout = resolve_layout("auto", formulation)
-    inside = (lambda a: a.transpose(0, 2, 3, 1)) if layout == "NHWC" else (lambda a: a)
-    outside = (lambda a: a.transpose(0, 3, 1, 2)) if layout == "NHWC" else (lambda a: a)
     maps = {"forward": lambda x, w: conv2d(x, w, 2, 1, layout, formulation),
             "input grad": lambda dy, w: conv2d_input_grad(dy, w, 2, 1, tuple(2 * s for s in spatial(dy.shape, layout)),
                                                           formulation, layout),
             "weight grad": lambda x, dy: conv2d_weight_grad(x, dy, 2, 1, 4, formulation, layout)}
-    convert_out = outside if direction != "weight grad" else (lambda a: a)
-    return maps[direction], inside, convert_out, f"the model's ({layout}, {formulation})"
+    out = (lambda dw: dw) if direction == "weight grad" else (lambda y: to_nchw(y, layout))  # dw is OIHW always
+    return maps[direction], lambda a: from_nchw(a, layout), out, f"the model's ({layout}, {formulation})"
 
 
 def torch_candidates(direction):
