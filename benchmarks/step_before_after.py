@@ -1,7 +1,9 @@
 """The hand-written train step of two checkouts side by side: does a change slow the step?
 
 Loads ``model`` from each checkout into one process (the older one first), then times their
-``train_step`` interleaved on the same uint8 batch and prints the medians and their ratio.
+``train_step`` interleaved on the same uint8 batch and prints the medians and their ratio, and
+the median and quartiles of the ratios of steps timed back to back (steadier when the machine's
+speed drifts during the run).
 A refactor is checked this way against the commit before it::
 
     git worktree add /tmp/before HEAD~1
@@ -49,6 +51,10 @@ def main():
     for k, t in times.items():
         print(f"{k}: {args.batch_size / statistics.median(t):.1f} img/s (median of {args.repeats}, batch {args.batch_size})")
     print(f"after / before: {statistics.median(times['before']) / statistics.median(times['after']):.3f}")
+    paired = sorted(b / a for b, a in zip(times["before"], times["after"]))  # steps timed back to back
+    quartiles = statistics.quantiles(paired, n=4)
+    print(f"paired (each step over the other's next to it): median {statistics.median(paired):.3f}, "
+          f"quartiles {quartiles[0]:.3f}–{quartiles[2]:.3f}")
 
 
 if __name__ == "__main__":

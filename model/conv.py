@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from system.xla import fusion_boundary
+
 from . import fast_conv
 from .init import glorot_uniform
 from .precision import accumulation_dtype
@@ -117,8 +119,8 @@ class Conv2D:
 
     def param_grads(self, cache, dy):
         """The parameter half of ``backward``, for a first layer whose dx nobody needs."""
-        dw = conv2d_weight_grad(cache.x, dy, self.stride, self.padding, self.kernel,
-                                self.formulation, self.layout)  # dW = Σ dy ⊗ x-patches
+        dw = conv2d_weight_grad(weight_grad_input(cache.x, self.layout), dy, self.stride, self.padding,
+                                self.kernel, self.formulation, self.layout)  # dW = Σ dy ⊗ x-patches
         return {"weight": dw, "bias": bias_grad(dy, self.layout)}
 
 
@@ -159,9 +161,20 @@ class TransposedConv2D:
     def backward(self, params, cache, dy):
         x = cache.x
         dx = conv2d(dy, params["weight"], self.stride, self.padding, self.layout, self.formulation)  # dx = conv(dy, W)
-        dw = conv2d_weight_grad(dy, x, self.stride, self.padding, self.kernel,
+        dw = conv2d_weight_grad(dy, weight_grad_input(x, self.layout), self.stride, self.padding, self.kernel,
                                 self.formulation, self.layout)  # dW[c,o] = Σ x ⊗ dy-patches
         return dx, {"weight": dw, "bias": bias_grad(dy, self.layout)}
+
+
+def weight_grad_input(x, layout):
+    """A layer's input as its weight gradient reads it: in NHWC, behind a fusion boundary.
+
+    The NHWC weight gradient is a convolution that reads the layer's input with the images
+    innermost, so XLA:CPU transposes it first. Left alone, XLA fuses the previous layer's bias and
+    ReLU into that transposing copy, which then runs at a quarter to a half of a plain copy's speed; the
+    boundary makes it copy the activation already computed for the forward (``docs/speed.md``).
+    """
+    return fusion_boundary(x) if layout == "NHWC" else x
 
 
 def add_bias(y, b, layout):

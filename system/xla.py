@@ -77,3 +77,16 @@ class compiled:
 
     def lower(self, *args, **kwargs):
         return self._get(jax.default_backend()).lower(*args, **kwargs)
+
+
+def fusion_boundary(a):
+    """``a`` unchanged, but computed into a buffer of its own that XLA does not fuse through.
+
+    XLA recomputes a cheap element-wise producer (a bias and ReLU) inside each of its consumers,
+    even where a consumer then runs slower with it (``model.conv.weight_grad_input``). A
+    conditional is a boundary that fusion does not cross. Its two branches return ``a`` bit for
+    bit (negation is exact), so which one runs does not matter; they are written differently only
+    so that XLA does not merge them and drop the conditional.
+    """
+    flat = a.reshape(-1)
+    return lax.cond(flat[0] == flat[0], lambda v: v, lambda v: -(-v), a)

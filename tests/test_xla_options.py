@@ -64,3 +64,49 @@ def test_nested_call_inside_another_jit():
     double = xla.compiled(lambda x: 2 * x)
     np.testing.assert_allclose(jax.jit(lambda x: double(x) + 1)(jnp.ones(3)), 3.0)
     np.testing.assert_allclose(double(jnp.ones(3)), 2.0)
+
+
+def fused_computations(hlo):
+    """{name: body} of every computation in an HLO module's text."""
+    return dict(re.findall(r"\n%(\S+) [^\n]*\{\n(.*?)\n\}", hlo, re.S))
+
+
+def relu_fusions_with_images_innermost(hlo, batch):
+    """Fusions of a compiled module that take a maximum (a ReLU) and write an array whose last axis
+    has ``batch`` entries: a ReLU recomputed inside the copy that lays an activation out with the
+    images innermost, for a weight gradient's convolution."""
+    bodies = fused_computations(hlo)
+    found = re.findall(r"= f32\[([\d,]*)\][^\n]* fusion\([^\n]*calls=%([^,\s]+)", hlo)
+    return [call for dims, call in found if dims.split(",")[-1] == str(batch) and " maximum(" in bodies.get(call, "")]
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_fusion_boundary_returns_its_input_bit_for_bit(dtype):
+    bits = jnp.uint16 if dtype == jnp.bfloat16 else jnp.uint32
+    a = jnp.asarray([0.0, -0.0, 1.5, -2.25, np.inf, -np.inf, np.nan, 3e-39], dtype)
+    for first in (a, a[::-1], jnp.full_like(a, np.nan)):  # the predicate reads the first element
+        out = jax.jit(xla.fusion_boundary)(first)
+        assert out.dtype == first.dtype
+        np.testing.assert_array_equal(jax.lax.bitcast_convert_type(out, bits), jax.lax.bitcast_convert_type(first, bits))
+
+
+@pytest.mark.parametrize("boundary", [True, False])
+def test_nhwc_step_lays_out_its_activations_without_recomputing_a_relu(boundary, monkeypatch):
+    """The NHWC train step copies the activations its weight gradients read, ReLU already applied.
+
+    Without the boundary (``model.conv.weight_grad_input``), XLA recomputes the bias and ReLU of
+    the layer before inside those copies: the check is run both ways, so it is known to tell.
+    """
+    import model
+    from model import conv
+    if not boundary:
+        monkeypatch.setattr(conv, "fusion_boundary", lambda a: a)
+    batch = 6  # no other axis of the model has 6 entries
+    vae = model.VAE(layout="NHWC")
+    state = model.init_state(vae.init(jax.random.PRNGKey(0)))
+    hlo = vae._compiled["step"].lower(state, jnp.zeros((batch, 3, 64, 64), jnp.uint8), jax.random.PRNGKey(1))
+    found = relu_fusions_with_images_innermost(hlo.compile().as_text(), batch)
+    if boundary:
+        assert found == []
+    elif not found:
+        pytest.skip("this XLA build does not fuse the ReLU into those copies: the boundary changes nothing")
