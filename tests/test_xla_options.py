@@ -87,7 +87,8 @@ def test_fusion_boundary_returns_its_input_bit_for_bit(dtype):
     for first in (a, a[::-1], jnp.full_like(a, np.nan)):  # the predicate reads the first element
         out = jax.jit(xla.fusion_boundary)(first)
         assert out.dtype == first.dtype
-        np.testing.assert_array_equal(jax.lax.bitcast_convert_type(out, bits), jax.lax.bitcast_convert_type(first, bits))
+        as_bits = lambda v: jax.lax.bitcast_convert_type(v, bits)
+        np.testing.assert_array_equal(as_bits(out), as_bits(first))
 
 
 @pytest.mark.parametrize("boundary", [True, False])
