@@ -14,7 +14,9 @@ model's options, so the table separates what the options give from what the back
 
 glibc's malloc maps XLA's per-step temporaries afresh each step unless told to keep freed
 memory: the benchmark calls ``system.heap.keep_freed_memory()`` first, as the scripts do, so it acts
-on every contender in the process alike (``BVAEX_MALLOC=default`` turns it off).
+on every contender in the process alike (``BVAEX_MALLOC=default`` turns it off). At batch 512 the
+heap still grows over the first ≈ 10 steps, each growth a step slowed by page faults: the default
+12 warm-up steps time the steady state that a training run spends its hours in.
 ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (set before the process starts) changes the numbers
 too. The table says what was in force; compare only runs made under the same settings.
 
@@ -194,7 +196,9 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-size", type=int, default=64, help="images per step (default 64; try 512 too)")
     parser.add_argument("--repeats", type=int, default=10, help="timed steps of each contender, interleaved")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps of each contender after compiling")
+    parser.add_argument("--warmup", type=int, default=12,
+                        help="untimed steps of each contender after compiling (default 12: the process's heap "
+                             "grows over the first ≈ 10 steps at batch 512, docs/speed.md)")
     parser.add_argument("--no-autodiff", action="store_true", help="skip the jax.grad step")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even when it is importable")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile (it compiles for a minute)")
@@ -237,8 +241,8 @@ def main():
     manual_ips = args.batch_size / seconds["manual"]
     versions = f"jax {jax.__version__}" + (f", torch {torch.__version__}" if torch is not None else "")
     print(f"CPU: {cpu.describe()}; {versions}")
-    print(f"batch {args.batch_size}, {args.repeats} interleaved repeats (medians), {jax.devices()[0].device_kind}; "
-          f"GLIBC_TUNABLES hugetlb {'SET' if hugetlb else 'not set'} "
+    print(f"batch {args.batch_size}, {args.repeats} interleaved repeats after {args.warmup} warm-up steps (medians), "
+          f"{jax.devices()[0].device_kind}; GLIBC_TUNABLES hugetlb {'SET' if hugetlb else 'not set'} "
           f"(compare only runs under the same setting)")
     print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} (PyTorch's OpenMP threads)")
     print(f"glibc malloc keeps freed memory (system/heap.py, acts on every contender): "
