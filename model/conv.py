@@ -173,6 +173,7 @@ def weight_grad_input(x, layout):
     innermost, so XLA:CPU transposes it first. Left alone, XLA fuses the previous layer's bias and
     ReLU into that transposing copy, which then runs at a quarter to a half of a plain copy's speed; the
     boundary makes it copy the activation already computed for the forward (``docs/speed.md``).
+    NHWC is the CPU's layout (``LAYOUT_AUTO``); NCHW, every other backend's, passes x as it is.
     """
     return fusion_boundary(x) if layout == "NHWC" else x
 

@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from model import init_params, loss_and_grads
+import model
+from model import conv, init_params, loss_and_grads
 from system import xla
 
 
@@ -98,8 +99,6 @@ def test_nhwc_step_lays_out_its_activations_without_recomputing_a_relu(boundary,
     Without the boundary (``model.conv.weight_grad_input``), XLA recomputes the bias and ReLU of
     the layer before inside those copies: the check is run both ways, so it is known to tell.
     """
-    import model
-    from model import conv
     if not boundary:
         monkeypatch.setattr(conv, "fusion_boundary", lambda a: a)
     batch = 6  # no other axis of the model has 6 entries
