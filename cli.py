@@ -179,7 +179,19 @@ def data_options(args, recorded: DataOptions | None = None) -> DataOptions:
         if getattr(args, "dataset", None) == "folder" != recorded.dataset:  # one's own images: their defaults
             options.update(crop=imagedata.AUTO_CROP, data_dir=None, limit=None, split_file=None)
     options.update({k: getattr(args, k) for k in DataOptions.names() if hasattr(args, k)})
+    check_file_flags(args, options["dataset"])
     return DataOptions(**options)
+
+
+def check_file_flags(args, dataset) -> None:
+    """UserError when --data-dir or --split-file is given for a dataset that would not read it
+    (silently ignored, a folder of one's own images would go unused)."""
+    readers = {"data_dir": ("--data-dir", ("celeba", "folder")), "split_file": ("--split-file", ("folder",))}
+    for name, (flag, datasets) in readers.items():
+        if getattr(args, name, None) is not None and dataset not in datasets:
+            raise UserError(f"{flag} is read only with --dataset {' or '.join(datasets)}, and this is --dataset "
+                            f"{dataset}: add --dataset {datasets[-1]} to use your own images"
+                            f"{' (or --dataset celeba for CelebA)' if len(datasets) > 1 else ''}, or leave {flag} out.")
 
 
 # --------------------------------------------------------------------------- checkpoint and images

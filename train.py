@@ -122,8 +122,11 @@ def _run(argv):
     if args.overwrite and (args.resume or args.resume_from):
         raise UserError("--overwrite starts afresh and --resume continues; give one of them.")
     config = config_from_args(args)
+    fresh = not (args.resume or args.resume_from)  # a resumed run's dataset and length are its checkpoint's
+    if fresh:
+        cli.check_file_flags(args, config.data.dataset)
     print(devices.describe())
-    if not (args.resume or args.resume_from):  # a resumed run's length is its checkpoint's
+    if fresh:
         devices.warn_if_long(config)
     monitor = Monitor(samples=not args.no_samples, sample_every=args.sample_every, tensorboard=args.tensorboard)
     summary = train(config, weights_dir=args.weights_dir, resume=args.resume, resume_from=args.resume_from,

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import imagedata
+import load_data
 import train
-import training.loop
 from system.errors import EXIT_USER_ERROR, UserError
 from model import VAE, tensor_file
 from training import RunDir, checkpoints, load_run, rundir
@@ -252,6 +252,17 @@ def test_bad_values_are_refused_at_parse_time(tmp_path, capsys, flag, value):
     err = capsys.readouterr().err
     assert exit.value.code == EXIT_USER_ERROR and f"{flag}: expected" in err and "Traceback" not in err
     assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("flag,dataset", [("--data-dir", "shapes"), ("--split-file", "shapes"), ("--split-file", "celeba")])
+def test_a_file_flag_the_dataset_would_not_read_is_one_sentence(tmp_path, capsys, flag, dataset):
+    (tmp_path / "mine").mkdir()
+    assert main(tmp_path / "w", "--dataset", dataset, flag, str(tmp_path / "mine"), "--epochs", "1") == EXIT_USER_ERROR
+    err = error_line(capsys)
+    assert flag in err and "--dataset folder" in err
+    assert not (tmp_path / "w").exists()
+    assert load_data.main([flag, str(tmp_path / "mine")]) == EXIT_USER_ERROR
+    assert flag in error_line(capsys)
 
 
 def test_nan_without_a_checkpoint_does_not_claim_one(tmp_path, monkeypatch, capsys):
