@@ -185,13 +185,12 @@ def data_options(args, recorded: DataOptions | None = None) -> DataOptions:
 
 def check_file_flags(args, dataset) -> None:
     """UserError when --data-dir or --split-file is given for a dataset that would not read it
-    (silently ignored, a folder of one's own images would go unused)."""
-    readers = {"data_dir": ("--data-dir", ("celeba", "folder")), "split_file": ("--split-file", ("folder",))}
-    for name, (flag, datasets) in readers.items():
+    (ignored silently, a folder of one's own images would go unused)."""
+    for name, datasets in imagedata.FILE_OPTIONS.items():
+        flag = "--" + name.replace("_", "-")
         if getattr(args, name, None) is not None and dataset not in datasets:
-            raise UserError(f"{flag} is read only with --dataset {' or '.join(datasets)}, and this is --dataset "
-                            f"{dataset}: add --dataset {datasets[-1]} to use your own images"
-                            f"{' (or --dataset celeba for CelebA)' if len(datasets) > 1 else ''}, or leave {flag} out.")
+            raise UserError(f"{flag} is read only with --dataset {' or '.join(datasets)}, not {dataset}: add "
+                            f"--dataset {datasets[-1]} for a folder of your own images, or leave {flag} out.")
 
 
 # --------------------------------------------------------------------------- checkpoint and images

@@ -44,6 +44,7 @@ class _Modules(Mapping):
 
 GENERATED = _Modules("faces", "shapes")  # datasets rendered from known factors
 DATASETS = tuple(GENERATED) + ("celeba", "folder")
+FILE_OPTIONS = {"data_dir": ("celeba", "folder"), "split_file": ("folder",)}  # the datasets that read each
 
 
 def load_with_info(options: DataOptions, split: str, *, image_size=IMAGE_SIZE, num_workers=None,
