@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import math
 import os
 import signal
 import sys
@@ -20,6 +19,7 @@ import numpy as np
 import imagedata
 from imagedata import DataOptions, celeba, cache
 from system import heap
+from system.arguments import positive_int
 from system.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
 from training import RunDir, TrainConfig, load_run
 
@@ -31,52 +31,6 @@ SHIPPED_MODEL = Path(__file__).resolve().parent / "pretrained" / "faces"  # a mo
 
 
 # --------------------------------------------------------------------------- flags
-
-def int_at_least(minimum: int, maximum: int | None = None):
-    """An argparse ``type`` for whole numbers >= ``minimum`` (and <= ``maximum``), a one-line error otherwise."""
-    wanted = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum or (maximum is not None and value > maximum):
-            raise argparse.ArgumentTypeError(f"expected a whole number {wanted}, not {text!r}")
-        return value
-    parse.__name__ = f"int>={minimum}"
-    return parse
-
-
-positive_int = int_at_least(1)
-non_negative_int = int_at_least(0)
-seed_int = int_at_least(0, 2 ** 32 - 1)  # what jax.random.PRNGKey and NumPy's generators both take
-
-
-def finite_float(low: float, *, low_open=False, high: float | None = None):
-    """An argparse ``type`` for finite numbers >= ``low`` (> with ``low_open``) and < ``high``."""
-    if high is not None:
-        wanted = f"a number in [{low:g}, {high:g})"
-    else:
-        wanted = f"a finite number {'>' if low_open else '>='} {low:g}"
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = float("nan")
-        ok = math.isfinite(value) and (value > low if low_open else value >= low)
-        if not ok or (high is not None and value >= high):
-            raise argparse.ArgumentTypeError(f"expected {wanted}, not {text!r}")
-        return value
-    parse.__name__ = "number"
-    return parse
-
-
-non_negative_float = finite_float(0.0)
-positive_float = finite_float(0.0, low_open=True)
-unit_interval = finite_float(0.0, high=1.0)  # Adam's betas: [0, 1)
-
 
 def crop_type(text):
     """argparse ``type`` of --crop."""
@@ -184,11 +138,13 @@ def data_options(args, recorded: DataOptions | None = None) -> DataOptions:
 
 
 def check_file_flags(args, dataset) -> None:
-    """UserError when --data-dir or --split-file is given for a dataset that would not read it
-    (ignored silently, a folder of one's own images would go unused)."""
+    """UserError when a flag about image files (--data-dir, --crop, --cache-dir, --split-file) is
+    given for a dataset that would not read it (ignored silently, a folder of one's own images
+    would go unused)."""
     for name, datasets in imagedata.FILE_OPTIONS.items():
         flag = "--" + name.replace("_", "-")
-        if getattr(args, name, None) is not None and dataset not in datasets:
+        unset = imagedata.AUTO_CROP if name == "crop" else None  # the value of a flag not given
+        if getattr(args, name, unset) != unset and dataset not in datasets:
             raise UserError(f"{flag} is read only with --dataset {' or '.join(datasets)}, not {dataset}: add "
                             f"--dataset {datasets[-1]} for a folder of your own images, or leave {flag} out.")
 

@@ -43,6 +43,7 @@ import cli
 import imagedata
 from analysis.disentanglement import DEFAULT_SIZES, RESULTS_FILE, check_model, markdown, score
 from training import RunDir, load_run
+from system.arguments import int_at_least, positive_int, seed_int
 from system.errors import UserError
 from system.files import write_json
 
@@ -53,19 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out-dir", default=cli.DEFAULT_OUT_DIR, metavar="DIR",
                         help=f"folder {RESULTS_FILE} is written to (default: {cli.DEFAULT_OUT_DIR})")
     sizes = parser.add_argument_group("sample sizes")
-    sizes.add_argument("--num-train", type=cli.positive_int, default=DEFAULT_SIZES["num_train"],
+    sizes.add_argument("--num-train", type=positive_int, default=DEFAULT_SIZES["num_train"],
                        help=f"β-VAE metric: examples the classifier is trained on (default: {DEFAULT_SIZES['num_train']})")
-    sizes.add_argument("--num-test", type=cli.positive_int, default=DEFAULT_SIZES["num_test"],
+    sizes.add_argument("--num-test", type=positive_int, default=DEFAULT_SIZES["num_test"],
                        help=f"β-VAE metric: held-out examples it is scored on (default: {DEFAULT_SIZES['num_test']})")
-    sizes.add_argument("--pairs", type=cli.positive_int, default=DEFAULT_SIZES["pairs"],
+    sizes.add_argument("--pairs", type=positive_int, default=DEFAULT_SIZES["pairs"],
                        help=f"β-VAE metric: image pairs averaged per example, L in the paper "
                             f"(default: {DEFAULT_SIZES['pairs']})")
-    sizes.add_argument("--mig-samples", type=cli.positive_int, default=DEFAULT_SIZES["mig_samples"],
+    sizes.add_argument("--mig-samples", type=positive_int, default=DEFAULT_SIZES["mig_samples"],
                        help=f"factor draws encoded for MIG and active units (default: {DEFAULT_SIZES['mig_samples']})")
-    sizes.add_argument("--mig-bins", type=cli.positive_int, default=DEFAULT_SIZES["mig_bins"],
+    sizes.add_argument("--mig-bins", type=int_at_least(2), default=DEFAULT_SIZES["mig_bins"],
                        help=f"equal-width bins per latent for MIG; 20 in the paper's code "
                             f"(default: {DEFAULT_SIZES['mig_bins']}, the size of the largest factor)")
-    sizes.add_argument("--seed", type=int, default=0, help="seed of all factor draws (default: 0)")
+    sizes.add_argument("--seed", type=seed_int, default=0, help="seed of all factor draws (default: 0)")
     return parser
 
 

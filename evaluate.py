@@ -37,6 +37,7 @@ from analysis.disentanglement import factor_labels
 from analysis.latents import rank_dimensions
 from analysis.evaluation import encode_images
 from analysis.image_metrics import mean_kl_per_dimension
+from system.arguments import int_at_least, non_negative_int, positive_int, seed_int
 from system.errors import UserError
 
 RECONSTRUCTION_FILE = "reconstruction_grid.png"
@@ -48,20 +49,20 @@ def build_parser():
     parser = cli.make_parser(__doc__)
     cli.add_checkpoint_arguments(parser)
     group = parser.add_argument_group("figures")
-    group.add_argument("--num-images", type=cli.positive_int, default=8, metavar="N",
+    group.add_argument("--num-images", type=positive_int, default=8, metavar="N",
                        help="test images in the reconstruction grid (default: 8)")
-    group.add_argument("--num-samples", type=cli.positive_int, default=64, metavar="N",
+    group.add_argument("--num-samples", type=positive_int, default=64, metavar="N",
                        help="prior samples in the generated grid, laid out as square as possible (default: 64)")
-    group.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the prior samples (default: 0)")
-    group.add_argument("--traverse-dims", type=cli.positive_int, default=8, metavar="N",
+    group.add_argument("--seed", type=seed_int, default=0, metavar="N", help="seed of the prior samples (default: 0)")
+    group.add_argument("--traverse-dims", type=positive_int, default=8, metavar="N",
                        help="latent dimensions shown in the traversal, those of highest KL (default: 8)")
-    group.add_argument("--traverse-steps", type=cli.positive_int, default=9, metavar="N",
+    group.add_argument("--traverse-steps", type=int_at_least(2), default=9, metavar="N",
                        help="values from -3 to +3 given to each traversed dimension (default: 9)")
-    group.add_argument("--traverse-index", type=cli.non_negative_int, default=0, metavar="N",
+    group.add_argument("--traverse-index", type=non_negative_int, default=0, metavar="N",
                        help="test image whose μ the traversal starts from (default: 0)")
     group.add_argument("--traverse-relative", action="store_true",
                        help="add the values to the image's μ of that dimension instead of replacing it")
-    group.add_argument("--rank-images", type=cli.positive_int, default=1000, metavar="N",
+    group.add_argument("--rank-images", type=positive_int, default=1000, metavar="N",
                        help="test images over which the KL of each dimension is averaged to rank them (default: 1000)")
     return parser
 
@@ -87,6 +88,9 @@ def evaluate(params, images, out_dir, *, num_images=8, num_samples=64, seed=0, t
     num_dims = min(traverse_dims, mu.shape[1])
     labels = factor_labels(mu, factors[1], factors[0], rank_dimensions(kl)[:num_dims]) \
         if factors is not None else None
+    if traverse_dims > num_dims:
+        print(f"note: the model has {num_dims} latent dimensions, so all {num_dims} are traversed instead of "
+              f"{traverse_dims}.", file=sys.stderr)
     traversal_path, dims = figures.traversal_grid(params, images[traverse_index], kl, out_dir / TRAVERSAL_FILE,
                                                   mu=mu[traverse_index], num_dims=num_dims, steps=traverse_steps,
                                                   relative=traverse_relative, index=traverse_index, labels=labels)

@@ -24,6 +24,7 @@ from pathlib import Path
 import cli
 from analysis import figures, own_images
 from analysis.latents import MODES
+from system.arguments import non_negative_int, positive_int
 from system.errors import UserError
 
 INTERPOLATION_FILE = "latent_interpolation.png"
@@ -47,14 +48,14 @@ def build_parser():
     group = parser.add_argument_group("interpolation")
     group.add_argument("--pairs", type=parse_pair, nargs="+", default=None, metavar="A:B",
                        help="pairs of test-image indices, one row each (default: 0:1 2:3 4:5)")
-    group.add_argument("--index-a", type=cli.non_negative_int, default=None, metavar="N",
+    group.add_argument("--index-a", type=non_negative_int, default=None, metavar="N",
                        help="first test image of a single pair (instead of --pairs; default 0 when only --index-b is given)")
-    group.add_argument("--index-b", type=cli.non_negative_int, default=None, metavar="N",
+    group.add_argument("--index-b", type=non_negative_int, default=None, metavar="N",
                        help="second test image of a single pair (instead of --pairs; default 1 when only --index-a is given)")
     group.add_argument("--pair", nargs=2, metavar="FILE", default=None,
                        help="two image files to interpolate between, preprocessed as the checkpoint's dataset "
                             "(instead of --pairs)")
-    group.add_argument("--steps", type=cli.positive_int, default=8, metavar="N",
+    group.add_argument("--steps", type=positive_int, default=8, metavar="N",
                        help="latent codes decoded strictly between the two ends (default: 8)")
     group.add_argument("--mode", choices=MODES, default="linear",
                        help="straight line ('linear') or great circle ('slerp') between the codes (default: linear)")

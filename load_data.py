@@ -16,6 +16,7 @@ import time
 
 import cli
 import imagedata
+from system.arguments import positive_int
 
 
 def build_parser():
@@ -23,9 +24,9 @@ def build_parser():
     cli.add_data_arguments(parser)
     parser.add_argument("--splits", nargs="+", choices=imagedata.SPLITS, default=list(imagedata.SPLITS),
                         help="which splits to load (default: train val test)")
-    parser.add_argument("--image-size", type=cli.positive_int, default=imagedata.IMAGE_SIZE,
+    parser.add_argument("--image-size", type=positive_int, default=imagedata.IMAGE_SIZE,
                         help=f"side of the square output images in pixels (default: {imagedata.IMAGE_SIZE})")
-    parser.add_argument("--num-workers", type=cli.positive_int, default=None,
+    parser.add_argument("--num-workers", type=positive_int, default=None,
                         help="processes decoding JPEGs (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser

@@ -35,6 +35,7 @@ from dataclasses import replace
 
 from analysis.evaluation import baselines, compute_metrics, markdown_table, mean_image
 from analysis.image_metrics import ACTIVE_THRESHOLD
+from system.arguments import non_negative_float, positive_int
 from system.files import write_json
 
 METRICS_FILE = "metrics.json"
@@ -44,12 +45,12 @@ def build_parser():
     parser = cli.make_parser(__doc__)
     cli.add_checkpoint_arguments(parser)
     group = parser.add_argument_group("metrics")
-    group.add_argument("--num-images", type=cli.positive_int, default=1000, metavar="N",
+    group.add_argument("--num-images", type=positive_int, default=1000, metavar="N",
                        help="held-out images to evaluate, the first ones of the split (default: 1000)")
-    group.add_argument("--active-threshold", type=float, default=ACTIVE_THRESHOLD, metavar="V",
+    group.add_argument("--active-threshold", type=non_negative_float, default=ACTIVE_THRESHOLD, metavar="V",
                        help=f"a latent unit is active when the variance of its μ over the images exceeds "
                             f"this (default: {ACTIVE_THRESHOLD})")
-    group.add_argument("--baseline-images", type=cli.positive_int, default=10000, metavar="N",
+    group.add_argument("--baseline-images", type=positive_int, default=10000, metavar="N",
                        help="training images averaged into the mean-image baseline (default: 10000)")
     return parser
 

@@ -21,6 +21,7 @@ import sys
 import cli
 import imagedata
 from model.precision import COMPUTE_DTYPES
+from system.arguments import non_negative_float, non_negative_int, positive_float, positive_int, seed_int, unit_interval
 from system.errors import UserError
 from training import PRESETS, TrainConfig, devices, signals, train
 from training.config import LR_SCHEDULES, PART_OF
@@ -39,12 +40,12 @@ def build_parser():
     seed = TrainConfig.from_flat().flat()  # the seed's settings, by flat name
     preset = f"(default: {{}} as in the seed; the embedded datasets' presets differ: {PRESET_HELP})"
     run = parser.add_argument_group("run")
-    run.add_argument("--epochs", type=cli.positive_int, help="epochs to train " + preset.format(seed['epochs']))
-    run.add_argument("--batch-size", type=cli.positive_int, help="images per step " + preset.format(seed['batch_size']))
-    run.add_argument("--max-steps", type=cli.non_negative_int, help="stop after this many steps in total (default: no limit)")
-    run.add_argument("--seed", type=cli.seed_int, help=f"seed of initialisation, shuffling and sampling noise, 0 to "
+    run.add_argument("--epochs", type=positive_int, help="epochs to train " + preset.format(seed['epochs']))
+    run.add_argument("--batch-size", type=positive_int, help="images per step " + preset.format(seed['batch_size']))
+    run.add_argument("--max-steps", type=non_negative_int, help="stop after this many steps in total (default: no limit)")
+    run.add_argument("--seed", type=seed_int, help=f"seed of initialisation, shuffling and sampling noise, 0 to "
                                                        f"2^32 − 1 (default: {seed['seed']})")
-    run.add_argument("--val-images", type=cli.non_negative_int,
+    run.add_argument("--val-images", type=non_negative_int,
                      help="validation images scored after each epoch, 0 for none " + preset.format(seed['val_images']))
     run.add_argument("--weights-dir", default=cli.DEFAULT_WEIGHTS_DIR,
                      help=f"folder of epoch_N/ checkpoints and history.json (default: {cli.DEFAULT_WEIGHTS_DIR})")
@@ -57,14 +58,14 @@ def build_parser():
                           "architecture is read from them, the optimiser starts afresh")
     run.add_argument("--overwrite", action="store_true",
                      help="delete the run already in --weights-dir and start afresh (default: refuse to)")
-    run.add_argument("--keep", type=cli.positive_int, help="keep only the newest N epoch checkpoints (default: all)")
-    run.add_argument("--log-every", type=cli.positive_int,
+    run.add_argument("--keep", type=positive_int, help="keep only the newest N epoch checkpoints (default: all)")
+    run.add_argument("--log-every", type=positive_int,
                      help=f"steps between reading metrics back from the device (default: {seed['log_every']})")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (one line per epoch)")
     run.add_argument("--device", choices=devices.DEVICES, default="auto",
                      help="auto: a GPU when JAX has one, else the CPU; gpu: stop with the reason when JAX sees "
                           "no GPU; cpu: stay on the CPU (default: auto; docs/gpu.md)")
-    run.add_argument("--sample-every", type=cli.positive_int, metavar="N",
+    run.add_argument("--sample-every", type=positive_int, metavar="N",
                      help="also write the grid of reconstructions and prior samples every N steps "
                           "(default: after every epoch only, into WEIGHTS_DIR/samples/)")
     run.add_argument("--no-samples", action="store_true", help="write no sample grids")
@@ -75,28 +76,28 @@ def build_parser():
                      help="call jax.distributed.initialize() first, for multi-process training")
     run.add_argument("--coordinator", metavar="HOST:PORT",
                      help="with --distributed: process 0's address (default: $JAX_COORDINATOR_ADDRESS or detected)")
-    run.add_argument("--num-processes", type=cli.positive_int,
+    run.add_argument("--num-processes", type=positive_int,
                      help="with --distributed: how many processes (default: $JAX_NUM_PROCESSES or detected)")
-    run.add_argument("--process-id", type=cli.non_negative_int,
+    run.add_argument("--process-id", type=non_negative_int,
                      help="with --distributed: this process's index (default: $JAX_PROCESS_ID or detected)")
-    run.add_argument("--coordinator-timeout", type=cli.positive_float, default=devices.COORDINATOR_TIMEOUT_S,
+    run.add_argument("--coordinator-timeout", type=positive_float, default=devices.COORDINATOR_TIMEOUT_S,
                      metavar="SECONDS", help="with --distributed: how long to wait for the coordinator "
                                              f"(default: {devices.COORDINATOR_TIMEOUT_S})")
     hp = parser.add_argument_group("model and optimiser (defaults: the seed's)")
-    hp.add_argument("--latent-dim", type=cli.positive_int, help=f"size of the Gaussian latent (default: {seed['latent_dim']})")
-    hp.add_argument("--channels", type=cli.positive_int, nargs="+",
+    hp.add_argument("--latent-dim", type=positive_int, help=f"size of the Gaussian latent (default: {seed['latent_dim']})")
+    hp.add_argument("--channels", type=positive_int, nargs="+",
                     help=f"encoder conv widths, the decoder mirrors them (default: {' '.join(map(str, seed['channels']))})")
-    hp.add_argument("--beta", type=cli.non_negative_float, help=f"weight β of the KL term (default: {seed['beta']})")
-    hp.add_argument("--lr", type=cli.positive_float, help="AdamW learning rate α " + preset.format(seed['lr']))
-    hp.add_argument("--beta1", dest="b1", type=cli.unit_interval, help=f"AdamW β₁ (default: {seed['b1']})")
-    hp.add_argument("--beta2", dest="b2", type=cli.unit_interval, help=f"AdamW β₂ (default: {seed['b2']})")
-    hp.add_argument("--adam-eps", dest="eps", type=cli.positive_float, help=f"AdamW ε (default: {seed['eps']})")
-    hp.add_argument("--weight-decay", type=cli.non_negative_float, help=f"AdamW decoupled weight decay λ (default: {seed['weight_decay']})")
+    hp.add_argument("--beta", type=non_negative_float, help=f"weight β of the KL term (default: {seed['beta']})")
+    hp.add_argument("--lr", type=positive_float, help="AdamW learning rate α " + preset.format(seed['lr']))
+    hp.add_argument("--beta1", dest="b1", type=unit_interval, help=f"AdamW β₁ (default: {seed['b1']})")
+    hp.add_argument("--beta2", dest="b2", type=unit_interval, help=f"AdamW β₂ (default: {seed['b2']})")
+    hp.add_argument("--adam-eps", dest="eps", type=positive_float, help=f"AdamW ε (default: {seed['eps']})")
+    hp.add_argument("--weight-decay", type=non_negative_float, help=f"AdamW decoupled weight decay λ (default: {seed['weight_decay']})")
     hp.add_argument("--lr-schedule", choices=LR_SCHEDULES,
                     help="constant, or cosine: the learning rate decays to 0 over the run's planned steps "
                          "(epochs x steps per epoch) (default: constant, the seed's)")
-    hp.add_argument("--clip-norm", type=cli.positive_float, help="clip the gradient to this global L2 norm (default: no clipping)")
-    hp.add_argument("--clip-value", type=cli.positive_float, help="clip each gradient element to [−c, c] (the seed used 1.0; default: off)")
+    hp.add_argument("--clip-norm", type=positive_float, help="clip the gradient to this global L2 norm (default: no clipping)")
+    hp.add_argument("--clip-value", type=positive_float, help="clip each gradient element to [−c, c] (the seed used 1.0; default: off)")
     hp.add_argument("--compute-dtype", choices=COMPUTE_DTYPES,
                     help="dtype of the forward and backward pass; the weights and AdamW stay float32 (bfloat16 pays "
                          "on GPUs, not on CPUs; default: float32, the checkpoint's for --resume)")

@@ -44,7 +44,8 @@ class _Modules(Mapping):
 
 GENERATED = _Modules("faces", "shapes")  # datasets rendered from known factors
 DATASETS = tuple(GENERATED) + ("celeba", "folder")
-FILE_OPTIONS = {"data_dir": ("celeba", "folder"), "split_file": ("folder",)}  # the datasets that read each
+DECODED = ("celeba", "folder")  # datasets decoded from image files
+FILE_OPTIONS = {"data_dir": DECODED, "crop": DECODED, "cache_dir": DECODED, "split_file": ("folder",)}  # who reads each
 
 
 def load_with_info(options: DataOptions, split: str, *, image_size=IMAGE_SIZE, num_workers=None,

@@ -12,7 +12,10 @@ import argparse
 import numpy as np
 from PIL import Image
 
+from system.arguments import positive_int
+
 from .options import SPLITS
+
 HASH_BUCKETS = 20  # bucket 0 -> test, 1 -> val, 2..19 -> train
 DRAW_BLOCK = 4096
 
@@ -117,7 +120,7 @@ class FactorDataset:
         noun = self.noun
         parser = argparse.ArgumentParser(description=self.doc, formatter_class=argparse.RawDescriptionHelpFormatter)
         parser.add_argument("--split", choices=SPLITS, default="train", help="which split to draw from (default: train)")
-        parser.add_argument("--n", type=int, default=32, help=f"number of {noun} to draw (default: 32)")
+        parser.add_argument("--n", type=positive_int, default=32, help=f"number of {noun} to draw (default: 32)")
         parser.add_argument("--out", default=f"{noun}.png", help=f"where to write the PNG grid (default: {noun}.png)")
         args = parser.parse_args(argv)
         images, factors = self.make_split(args.split, args.n)

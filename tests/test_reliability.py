@@ -1,5 +1,6 @@
 """Nothing lost, nothing stale: a changed dataset, a reused or shared weights folder, signals,
 kills inside a checkpoint save, bad flags, full or read-only disks and corrupt run files."""
+import importlib
 import json
 import os
 import shutil
@@ -254,14 +255,30 @@ def test_bad_values_are_refused_at_parse_time(tmp_path, capsys, flag, value):
     assert not (tmp_path / "w").exists()
 
 
-@pytest.mark.parametrize("flag,dataset", [("--data-dir", "shapes"), ("--split-file", "shapes"), ("--split-file", "celeba")])
-def test_a_file_flag_the_dataset_would_not_read_is_one_sentence(tmp_path, capsys, flag, dataset):
+@pytest.mark.parametrize("script,flag,value", [("evaluate", "--seed", "-1"), ("evaluate", "--traverse-steps", "1"),
+                                               ("disentangle", "--seed", "-1"), ("disentangle", "--mig-bins", "1"),
+                                               ("metrics", "--active-threshold", "-1"), ("load_data", "--limit", "0")])
+def test_bad_values_of_the_analysis_scripts_are_refused_at_parse_time(tmp_path, capsys, script, flag, value):
+    """Read with the flags, before any work: a negative seed used to end in NumPy's traceback."""
+    with pytest.raises(SystemExit) as exit:
+        importlib.import_module(script).main([flag, value, "--out-dir", str(tmp_path)] if script != "load_data"
+                                             else [flag, value])
+    err = capsys.readouterr().err
+    assert exit.value.code == EXIT_USER_ERROR and f"{flag}: expected" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("flag,value,dataset", [("--data-dir", "mine", "shapes"), ("--split-file", "mine", "shapes"),
+                                                ("--split-file", "mine", "celeba"), ("--crop", "100", "faces"),
+                                                ("--crop", "none", "shapes"), ("--cache-dir", "mine", "faces")])
+def test_a_file_flag_the_dataset_would_not_read_is_one_sentence(tmp_path, capsys, flag, value, dataset):
+    """A flag about image files given with a dataset that would not read it is refused, not ignored."""
     (tmp_path / "mine").mkdir()
-    assert main(tmp_path / "w", "--dataset", dataset, flag, str(tmp_path / "mine"), "--epochs", "1") == EXIT_USER_ERROR
+    value = str(tmp_path / value) if value == "mine" else value
+    assert main(tmp_path / "w", "--dataset", dataset, flag, value, "--epochs", "1") == EXIT_USER_ERROR
     err = error_line(capsys)
     assert flag in err and "--dataset folder" in err
     assert not (tmp_path / "w").exists()
-    assert load_data.main([flag, str(tmp_path / "mine")]) == EXIT_USER_ERROR
+    assert load_data.main([flag, value]) == EXIT_USER_ERROR
     assert flag in error_line(capsys)
 
 

@@ -203,9 +203,15 @@ def test_a_renamed_epoch_folder_fools_neither_the_label_nor_keep(three_epochs, t
 
 
 def test_resume_with_nothing_left_to_train_says_so(three_epochs, tmp_path, capsys):
+    """... and names the flag that ended it: --epochs, or --max-steps (a total over the run)."""
     w = copy(three_epochs, tmp_path)
     assert main(w, "--resume", "--epochs", "2") == 0
-    assert "Nothing to train" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Nothing to train" in out and "larger --epochs" in out
+    assert main(w, "--resume", "--epochs", "5", "--max-steps", "1") == 0
+    out = capsys.readouterr().out
+    assert "Nothing to train" in out and "larger --max-steps" in out
+    assert sorted(p.name for _, p in RunDir(w).epochs())[-1] == "epoch_3"
 
 
 def test_weights_naming_a_run_folder_takes_its_newest_checkpoint(three_epochs):

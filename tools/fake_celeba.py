@@ -17,6 +17,7 @@ from PIL import Image
 
 
 from imagedata.celeba import OFFICIAL_RANGES
+from system.arguments import positive_int
 
 WIDTH, HEIGHT = 178, 218
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
@@ -44,8 +45,8 @@ def write_range(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="folder to create (img_align_celeba/ and the partition file)")
-    parser.add_argument("--images", type=int, default=202_599, help="how many images (default: CelebA's 202,599)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes writing JPEGs")
+    parser.add_argument("--images", type=positive_int, default=202_599, help="how many images (default: CelebA's 202,599)")
+    parser.add_argument("--workers", type=positive_int, default=os.cpu_count(), help="processes writing JPEGs")
     args = parser.parse_args()
     folder = os.path.join(args.out, "img_align_celeba")
     os.makedirs(folder, exist_ok=True)

@@ -88,8 +88,9 @@ def train(config: TrainConfig, *, weights_dir="weights", resume=False, resume_fr
         if command is not None:
             run.history.setdefault("commands", []).append(command)
         if run.epoch >= config.run.epochs or run.step >= run.total_steps:
+            flag = "--epochs" if run.epoch >= config.run.epochs else "--max-steps"  # whichever ended it
             log(f"Nothing to train: {folder.root} has trained {run.epoch} epochs ({run.step} steps) and this "
-                f"run asks for {config.run.epochs} epochs ({run.total_steps} steps); give a larger --epochs to go on.")
+                f"run asks for {config.run.epochs} epochs ({run.total_steps} steps); give a larger {flag} to go on.")
         run.monitor = monitor  # training/monitor.py: sample grids, TensorBoard
         with signals.recorded() as stop:
             last_saved = train_epochs(run, stop, keep, log)
