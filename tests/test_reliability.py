@@ -362,9 +362,22 @@ def test_resume_from_picks_another_checkpoint(one_epoch, tmp_path, capsys):
     (w / "epoch_2" / "trainer.json").write_text('{"epoch": 2, "batch": 0, "step": 8}')
     truncated_optimizer(w / "epoch_2")
     assert main(w, "--epochs", "2", "--resume") == EXIT_USER_ERROR
-    assert "--resume-from" in error_line(capsys)
+    assert f"--resume-from {w / 'epoch_1'} " in error_line(capsys)
     assert main(w, "--epochs", "2", "--resume-from", str(w / "epoch_1")) == 0
     assert RunDir.is_complete(w / "epoch_2") and checkpoints.load_state(w / "epoch_2", checkpoints.saved_config(w / "epoch_2"))
+
+
+def test_an_unusable_newest_checkpoint_names_the_older_one_and_overwrite_starts_afresh(one_epoch, tmp_path, capsys):
+    w = copy_run(one_epoch, tmp_path)
+    shutil.copytree(w / "epoch_1", w / "epoch_2")
+    (w / "epoch_2" / "trainer.json").write_text('{"epoch": 2, "batch": 0, "step": 8}')
+    params = w / "epoch_2" / RunDir.PARAMS_FILE
+    params.write_bytes(params.read_bytes()[:100])
+    assert main(w, "--epochs", "3", "--resume") == EXIT_USER_ERROR
+    said = error_line(capsys)
+    assert f"--resume-from {w / 'epoch_1'} " in said and "--overwrite" in said, said
+    assert main(w, "--epochs", "1", "--overwrite") == 0
+    assert sorted(p.name for p in w.iterdir()) == ["epoch_1", "history.json", "samples"]
 
 
 # --------------------------------------------------------------------------- 7. and 9. caches

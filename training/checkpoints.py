@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import jax
@@ -90,21 +91,45 @@ def load_run(weights=None, weights_dir="weights") -> tuple[dict, TrainConfig]:
 def saved_config(folder) -> TrainConfig:
     """The config recorded in a checkpoint folder, which a resumed run continues."""
     path = RunDir.params_file(folder)
-    _, recorded = load_params(path)
+    with naming_another(folder):
+        _, recorded = load_params(path)
     if not recorded.get("model"):
         raise UserError(f"{path} records no training config, so it cannot be resumed; "
-                        f"pick another checkpoint with --resume-from or start afresh.")
+                        f"pick another checkpoint {another(folder)}.")
     try:
         return TrainConfig.from_dict(recorded)
     except (TypeError, ValueError) as err:
-        raise UserError(f"the config stored in {folder} is malformed ({err}); pick another checkpoint with "
-                        f"--resume-from or start afresh.") from None
+        raise UserError(f"the config stored in {folder} is malformed ({err}); pick another checkpoint "
+                        f"{another(folder)}.") from None
+
+
+def another(folder) -> str:
+    """How to resume instead of from the unusable checkpoint ``folder``: the flag, and the newest
+    checkpoint of its run with fewer steps when there is one."""
+    folder = Path(folder)
+    steps = RunDir.steps_of(folder)
+    older = [path for _, path in RunDir(folder.parent).epochs()
+             if path.resolve() != folder.resolve() and RunDir.steps_of(path) < steps]
+    where = f" {older[-1]}" if older else " PATH"
+    return f"with --resume-from{where} or start afresh with --overwrite"
+
+
+@contextmanager
+def naming_another(folder):
+    """A parameter file's error while resuming from ``folder``, ending with ``another(folder)``."""
+    try:
+        yield
+    except UserError as err:
+        head, _, advice = str(err).rpartition("; ")
+        said = head if head and "pick another" in advice else str(err).removesuffix(".")
+        raise UserError(f"{said}; pick another checkpoint {another(folder)}.") from None
 
 
 def load_state(folder, config: TrainConfig) -> tuple[TrainState, dict]:
     """(TrainState, progress dict) from a checkpoint folder written by ``save_checkpoint``."""
     folder = Path(folder)
-    params, _ = load_params(RunDir.params_file(folder), architecture=config.model)
+    with naming_another(folder):
+        params, _ = load_params(RunDir.params_file(folder), architecture=config.model)
     optimizer = RunDir.optimizer_file(folder)
     try:
         arrays = read_optimizer(optimizer)
@@ -117,10 +142,11 @@ def load_state(folder, config: TrainConfig) -> tuple[TrainState, dict]:
             "train_images": None if progress.get("train_images") is None else int(progress["train_images"])}
     except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as err:
         raise UserError(f"The checkpoint in {folder} is incomplete or corrupt ({type(err).__name__}: {err}); "
-                        f"pick another with --resume-from or start afresh.") from None
+                        f"pick another checkpoint {another(folder)}.") from None
     shapes = {name: p.shape for name, p in params.items()}
-    for moments in (m, v):  # an optimiser file from another model must not reach the step
-        check_shapes(moments, shapes, optimizer)
+    with naming_another(folder):
+        for moments in (m, v):  # an optimiser file from another model must not reach the step
+            check_shapes(moments, shapes, optimizer)
     state = init_state(params, config.hparams)
     moments = [{k: jnp.asarray(a, jnp.float32) for k, a in d.items()} for d in (m, v)]
     return TrainState(state.params, adamw.AdamWState(step, *moments), state.hparams), progress
