@@ -99,20 +99,29 @@ def add_checkpoint_arguments(parser, *, split=True) -> None:
 
 def out_dir(path) -> Path:
     """``--out-dir``, checked before any work: a writable folder, or one that can be made (it is made
-    when the first result is written). UserError in one sentence otherwise."""
+    when the first result is written). UserError in one sentence otherwise.
+
+    The check writes a temporary file there, making the missing folders and removing them again:
+    permissions alone do not say what a read-only or pseudo file system refuses."""
     path = Path(path)
-    existing = next(p for p in [path, *path.absolute().parents] if p.exists())
+    chain = [path, *path.absolute().parents]
+    existing = next(p for p in chain if p.exists())
     problem = None
     if not existing.is_dir():
         problem = f"{existing} is not a folder"
-    elif existing == path:
+    else:
+        made = chain[:chain.index(existing)]  # deepest first
         try:
+            path.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=path):
                 pass
         except OSError as e:
             problem = e.strerror or str(e)
-    elif not os.access(existing, os.W_OK | os.X_OK):
-        problem = f"{existing} is not writable"
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:  # not made by us after all, or no longer empty: leave it
+                break
     if problem:
         raise UserError(f"cannot write to --out-dir {path} ({problem}); choose another folder.")
     return path

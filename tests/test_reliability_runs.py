@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import cli
 import evaluate
 import metrics
 import plots
@@ -147,6 +148,14 @@ def test_an_out_dir_that_cannot_be_written_is_said_before_any_work(three_epochs,
     assert script.main(["--weights-dir", str(three_epochs), "--out-dir", str(tmp_path / "a_file" / "out")]) \
         == EXIT_USER_ERROR
     assert "--out-dir" in error_line(capsys)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_an_out_dir_a_pseudo_file_system_refuses_is_said_and_a_new_one_is_not_left_made(tmp_path, capsys):
+    assert evaluate.main(["--out-dir", "/proc/bvaex-out"]) == EXIT_USER_ERROR  # root may, /proc refuses
+    assert "--out-dir" in error_line(capsys)
+    assert cli.out_dir(tmp_path / "new" / "out") == tmp_path / "new" / "out"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_full_disk_at_the_sample_grid_costs_neither_the_epoch_nor_the_run(tmp_path, monkeypatch, capsys):
