@@ -367,6 +367,14 @@ def test_resume_from_picks_another_checkpoint(one_epoch, tmp_path, capsys):
     assert RunDir.is_complete(w / "epoch_2") and checkpoints.load_state(w / "epoch_2", checkpoints.saved_config(w / "epoch_2"))
 
 
+@pytest.mark.parametrize("what", ["an empty folder", "a file"])
+def test_resume_from_something_not_a_checkpoint_is_one_sentence(tmp_path, capsys, what):
+    target = tmp_path / "not_a_checkpoint"
+    target.mkdir() if what == "an empty folder" else target.write_text("x")
+    assert main(tmp_path / "w", "--epochs", "1", "--resume-from", str(target)) == EXIT_USER_ERROR
+    assert "not a complete checkpoint folder (model.safetensors, " in error_line(capsys)
+
+
 def test_an_unusable_newest_checkpoint_names_the_older_one_and_overwrite_starts_afresh(one_epoch, tmp_path, capsys):
     w = copy_run(one_epoch, tmp_path)
     shutil.copytree(w / "epoch_1", w / "epoch_2")

@@ -40,6 +40,7 @@ class RunDir:
     PARAMS_FILE = "model.safetensors"  # the parameters and the run's config (model/param_file.py)
     OPTIMIZER_FILE = "optimizer.safetensors"
     PROGRESS_FILE = "trainer.json"     # epoch, batch, step and wall time of the checkpoint
+    CHECKPOINT_FILES = (PARAMS_FILE, OPTIMIZER_FILE, PROGRESS_FILE)  # what a complete checkpoint holds
     LEGACY = {PARAMS_FILE: "params.npz", OPTIMIZER_FILE: "optimizer.npz"}  # what checkpoints held before
     HISTORY_FILE = "history.json"
     SAMPLES_DIR = "samples"
@@ -103,8 +104,7 @@ class RunDir:
     @classmethod
     def is_complete(cls, folder) -> bool:
         """Whether ``folder`` holds every file of a checkpoint."""
-        return all(cls.checkpoint_file(folder, f).is_file() for f in (cls.PARAMS_FILE, cls.OPTIMIZER_FILE,
-                                                                      cls.PROGRESS_FILE))
+        return all(cls.checkpoint_file(folder, f).is_file() for f in cls.CHECKPOINT_FILES)
 
     # ---------------------------------------------------------------- finding checkpoints
 
