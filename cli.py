@@ -20,7 +20,7 @@ import imagedata
 from imagedata import DataOptions, celeba, cache
 from system import heap
 from system.arguments import positive_int
-from system.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
+from system.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError, count
 from training import RunDir, TrainConfig, load_run
 
 DEFAULT_WEIGHTS_DIR = "weights"
@@ -218,8 +218,8 @@ class Images:
     @property
     def note(self) -> str | None:
         if self.available < self.requested:
-            return (f"the {self.dataset} {self.split} split has only {self.available} images, "
-                    f"so all {self.available} were used instead of {self.requested}")
+            return (f"the {self.dataset} {self.split} split has only {count(self.available, 'image')}, "
+                    f"so all of them were used instead of {self.requested}")
         return None
 
 

@@ -25,7 +25,7 @@ import cli
 from analysis import figures, own_images
 from analysis.latents import MODES
 from system.arguments import non_negative_int, positive_int
-from system.errors import UserError
+from system.errors import UserError, count
 
 INTERPOLATION_FILE = "latent_interpolation.png"
 DEFAULT_PAIRS = ((0, 1), (2, 3), (4, 5))
@@ -70,6 +70,19 @@ def choose_pairs(args) -> list[tuple[int, int]]:
     return list(args.pairs) if args.pairs is not None else list(DEFAULT_PAIRS)
 
 
+def default_pairs_within(data) -> list[tuple[int, int]]:
+    """The default pairs a small split has images for (a note names the ones left out)."""
+    n = len(data.images)
+    pairs = [p for p in DEFAULT_PAIRS if max(p) < n]
+    if not pairs:
+        raise UserError(f"the {data.dataset} {data.split} split has {count(n, 'image')}, and an "
+                        f"interpolation needs two; pick another --split or give two files with --pair FILE FILE.")
+    if len(pairs) < len(DEFAULT_PAIRS):
+        print(f"note: the {data.dataset} {data.split} split has {count(n, 'image')}, so only "
+              f"{' '.join(f'{a}:{b}' for a, b in pairs)} of the default pairs are drawn.", file=sys.stderr)
+    return pairs
+
+
 def _run(argv):
     args = build_parser().parse_args(argv)
     cli.out_dir(args.out_dir)
@@ -83,6 +96,8 @@ def _run(argv):
     else:
         pairs = choose_pairs(args)
         checkpoint, data = cli.load_for_script(args, 1 + max(max(p) for p in pairs), note=False)
+        if pairs == list(DEFAULT_PAIRS):
+            pairs = default_pairs_within(data)
     names = [Path(f).name for f in args.pair] if args.pair is not None else None
     path = figures.interpolation_figure(checkpoint.params, data.images, pairs, Path(args.out_dir) / INTERPOLATION_FILE,
                                         steps=args.steps, mode=args.mode, names=names)

@@ -167,6 +167,17 @@ def test_interpolate_writes_the_figure(run_dir, tmp_path, mode):
 
 
 @pytest.mark.slow
+def test_interpolate_draws_the_default_pairs_a_small_split_has(run_dir, tmp_path, capsys):
+    assert interpolate.main(_common(run_dir, tmp_path) + ["--limit", "4", "--steps", "2"]) == 0
+    assert "only 0:1 2:3 of the default pairs" in capsys.readouterr().err
+    assert _png_size(tmp_path / interpolate.INTERPOLATION_FILE) == figures.grid_pixel_size(
+        2, 6, row_labels=True, col_labels=True, title=True, col_breaks=(0, 4))
+    assert interpolate.main(_common(run_dir, tmp_path) + ["--limit", "1"]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has 1 image, and an interpolation needs two" in err, err
+
+
+@pytest.mark.slow
 def test_interpolate_index_flags_and_bad_index(run_dir, tmp_path, capsys):
     assert interpolate.main(_common(run_dir, tmp_path) + ["--index-a", "2", "--index-b", "0", "--steps", "6"]) == 0
     assert _png_size(tmp_path / interpolate.INTERPOLATION_FILE) == figures.grid_pixel_size(
