@@ -16,7 +16,10 @@ import time
 
 import cli
 import imagedata
-from system.arguments import positive_int
+from system.arguments import int_at_least, positive_int
+
+
+MAX_IMAGE_SIZE = 1024  # beyond it one decoding chunk of 256 images alone is over 750 MiB
 
 
 def build_parser():
@@ -24,8 +27,9 @@ def build_parser():
     cli.add_data_arguments(parser)
     parser.add_argument("--splits", nargs="+", choices=imagedata.SPLITS, default=list(imagedata.SPLITS),
                         help="which splits to load (default: train val test)")
-    parser.add_argument("--image-size", type=positive_int, default=imagedata.IMAGE_SIZE,
-                        help=f"side of the square output images in pixels (default: {imagedata.IMAGE_SIZE})")
+    parser.add_argument("--image-size", type=int_at_least(8, MAX_IMAGE_SIZE), default=imagedata.IMAGE_SIZE,
+                        help=f"side of the square output images in pixels, 8 to {MAX_IMAGE_SIZE} "
+                             f"(default: {imagedata.IMAGE_SIZE})")
     parser.add_argument("--num-workers", type=positive_int, default=None,
                         help="processes decoding JPEGs (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")

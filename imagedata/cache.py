@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sys
 import time
 
@@ -193,6 +194,7 @@ def _build_cache(kind: str, path: str, members: list[tuple[str, str]], key: dict
         raise UserError(f"cannot create the cache folder {folder} ({e.strerror or e}); choose another with --cache-dir.") from None
     _remove(json_path)  # an old manifest must never describe the new file
     remove_stale_temporaries(npy_path)
+    check_space(folder, len(members) * 3 * size * size)
     tmp = f"{npy_path}.{os.getpid()}.tmp"
     try:
         count, skipped = _decode_into(tmp, kind, path, members, key, crop, size, num_workers, progress)
@@ -212,6 +214,14 @@ def _build_cache(kind: str, path: str, members: list[tuple[str, str]], key: dict
         print(f"skipped {len(skipped)} of {len(members)} {key['split']} images that could not be decoded: "
               f"{shown}{more}; all are listed in {json_path}", file=sys.stderr)
     return _open_cached(npy_path, json_path, manifest, size)
+
+
+def check_space(folder: str, needed: int) -> None:
+    """UserError before decoding when ``folder``'s disk has less free space than the cache's ``needed`` bytes."""
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise UserError(f"the cache needs {needed / 2**30:,.1f} GiB but {folder} has {free / 2**30:,.1f} GiB free; "
+                        f"free some space, choose another --cache-dir, or lower --limit or the image size.")
 
 
 def _decode_into(tmp: str, kind, path, members, key, crop, size, num_workers, progress) -> tuple[int, list]:

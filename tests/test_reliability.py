@@ -414,6 +414,27 @@ def test_a_full_disk_during_a_cache_build_is_one_sentence(celeba_copy, tmp_path,
     assert str(err.value).count(". ") == 0 and not list((tmp_path / "cache").iterdir())
 
 
+def test_a_cache_larger_than_the_free_disk_is_refused_before_decoding(celeba_copy, tmp_path, monkeypatch, capsys):
+    from collections import namedtuple
+
+    from imagedata import cache
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(cache.shutil, "disk_usage", lambda _folder: usage(2**30, 2**30 - 1000, 1000))
+    with pytest.raises(UserError, match="the cache needs .* GiB but .* free") as err:
+        load_train(celeba_copy, tmp_path / "cache")
+    assert str(err.value).count(". ") == 0 and not list((tmp_path / "cache").iterdir())
+    monkeypatch.undo()
+    assert len(load_train(celeba_copy, tmp_path / "cache")) > 0  # with the space there, the same call builds it
+
+
+def test_an_image_size_a_cache_cannot_hold_is_refused_by_the_flag(capsys):
+    import load_data
+    with pytest.raises(SystemExit) as exit_:
+        load_data.main(["--dataset", "faces", "--image-size", "100000"])
+    assert exit_.value.code == EXIT_USER_ERROR
+    assert "from 8 to 1024" in capsys.readouterr().err
+
+
 def test_a_checkpoint_does_not_choose_where_scripts_write_caches():
     import cli
     import evaluate
