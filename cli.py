@@ -219,7 +219,7 @@ class Images:
     def note(self) -> str | None:
         if self.available < self.requested:
             return (f"the {self.dataset} {self.split} split has only {count(self.available, 'image')}, "
-                    f"so all of them were used instead of {self.requested}")
+                    f"so {'it was' if self.available == 1 else 'all of them were'} used instead of {self.requested}")
         return None
 
 

@@ -126,7 +126,25 @@ def load_params(path, architecture=None) -> tuple[dict, dict]:
             recorded = config.get("model")
             architecture = Architecture(**recorded) if isinstance(recorded, dict) else Architecture.of(arrays)
         except (TypeError, ValueError) as err:
+            prefix = wrapper_prefix(arrays)
+            if prefix:
+                raise UserError(f"{path} holds the parameters under the prefix '{prefix}', as a wrapped PyTorch "
+                                f"model (DataParallel, torch.compile) saves them; save the inner model's "
+                                f"state_dict, or the same names without '{prefix}'.") from None
             raise UserError(f"{path} does not hold this model's parameters ({err}); pick another checkpoint.") from None
     expected = build(architecture).param_shapes()
     check_shapes(arrays, expected, path)
-    return {name: jnp.asarray(arrays[name], jnp.float32) for name in expected}, config
+    params = {name: jnp.asarray(arrays[name], jnp.float32) for name in expected}
+    broken = next((name for name, p in params.items() if not np.isfinite(np.asarray(p)).all()), None)
+    if broken is not None:
+        raise UserError(f"Parameter '{broken}' in {path} holds NaN or infinite values (the run that wrote it had "
+                        f"diverged); pick another checkpoint.")
+    return params, config
+
+
+def wrapper_prefix(arrays) -> str | None:
+    """The one prefix before the state_dict names ('module.' of DataParallel, '_orig_mod.' of
+    torch.compile), when every copy of the first parameter's name carries the same one."""
+    first = "encoder.conv1.weight"
+    prefixes = {name[:-len(first)] for name in arrays if name.endswith("." + first)}
+    return prefixes.pop() if len(prefixes) == 1 else None

@@ -105,9 +105,15 @@ def test_wrong_names_shapes_and_dtypes_are_one_sentence(tmp_path):
         "shape": dict(params, **{"decoder.fc.bias": np.zeros(7, np.float32)}),
         "integer": dict(params, **{"decoder.fc.bias": params["decoder.fc.bias"].astype(np.int32)}),
         "renamed": {k.replace("encoder.", "enc."): v for k, v in params.items()},
+        "wrapped": {f"module.{k}": v for k, v in params.items()},
+        "compiled": {f"_orig_mod.{k}": v for k, v in params.items()},
+        "diverged": dict(params, **{"encoder.conv2.bias": params["encoder.conv2.bias"] * np.nan}),
+        "infinite": dict(params, **{"decoder.fc.weight": params["decoder.fc.weight"] * np.inf}),
     }
     needles = {"missing": "no parameter 'decoder.fc.bias'", "extra": "'decoder.extra.weight'",
-               "shape": "another architecture", "integer": "not floating point", "renamed": "not those of this model"}
+               "shape": "another architecture", "integer": "not floating point", "renamed": "not those of this model",
+               "wrapped": "under the prefix 'module.'", "compiled": "under the prefix '_orig_mod.'",
+               "diverged": "'encoder.conv2.bias' .* NaN or infinite", "infinite": "'decoder.fc.weight' .* NaN or infinite"}
     for case, arrays in cases.items():
         tensor_file.write(tmp_path / f"{case}.safetensors", arrays)
         with pytest.raises(UserError, match=needles[case]) as err:
