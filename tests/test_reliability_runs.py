@@ -9,6 +9,8 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -240,3 +242,16 @@ def test_an_unreachable_coordinator_is_one_sentence_within_the_timeout(tmp_path,
                 "--process-id", "1", "--coordinator-timeout", "1") == EXIT_USER_ERROR
     assert time.monotonic() - start < 30
     assert f"127.0.0.1:{port} did not answer" in error_line(capsys)
+
+
+def test_a_coordinator_nobody_joins_is_one_sentence_within_the_timeout(tmp_path):
+    with socket.socket() as s:  # a free loopback port for process 0's coordinator
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = subprocess.run([sys.executable, "train.py", *DATA, "--weights-dir", str(tmp_path / "w"), "--distributed",
+                           "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", "0",
+                           "--coordinator-timeout", "2"], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == EXIT_USER_ERROR, done.stderr
+    assert done.stderr.startswith("error: process 1 did not join") and done.stderr.count("\n") == 1, done.stderr
+    assert not (tmp_path / "w").exists()

@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from importlib import metadata
 
@@ -22,7 +23,7 @@ import jax
 import numpy as np
 
 from imagedata import celeba
-from system.errors import UserError
+from system.errors import EXIT_USER_ERROR, UserError
 
 DEVICES = ("auto", "cpu", "gpu")
 COORDINATOR_TIMEOUT_S = 120  # how long a process waits for --distributed's coordinator
@@ -184,12 +185,33 @@ def initialize_distributed(coordinator=None, num_processes=None, process_id=None
         wait_for_coordinator(coordinator, timeout)
     kwargs = {k: v for k, v in (("coordinator_address", coordinator), ("num_processes", num_processes),
                                 ("process_id", process_id)) if v is not None}
-    try:
-        jax.distributed.initialize(**kwargs, initialization_timeout=max(1, int(timeout)))
+    watchdog = None
+    if process_id == 0 and num_processes and num_processes > 1:
+        watchdog = threading.Timer(timeout, _nobody_joined, (coordinator, num_processes, timeout))
+        watchdog.daemon = True
+        watchdog.start()
+    try:  # JAX's own deadline comes after the watchdog's: it aborts the process natively
+        jax.distributed.initialize(**kwargs, initialization_timeout=max(1, int(timeout)) + NATIVE_DEADLINE_AFTER_S)
     except (RuntimeError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"--distributed could not start ({first}); give --coordinator HOST:PORT, "
                         f"--num-processes and --process-id.") from None
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+
+
+NATIVE_DEADLINE_AFTER_S = 10
+
+
+def _nobody_joined(coordinator, num_processes, timeout) -> None:
+    """Process 0 waited ``timeout`` seconds for the others: one sentence and exit, before JAX's
+    deadline aborts the process with a native stack trace (nothing has been written yet)."""
+    others = "process 1" if num_processes == 2 else f"processes 1 to {num_processes - 1}"
+    print(f"error: {others} did not join the coordinator {coordinator} within {timeout:g} s; start "
+          f"{'it' if num_processes == 2 else 'them'} with the same --coordinator and --num-processes, or raise "
+          f"--coordinator-timeout.", file=sys.stderr, flush=True)
+    os._exit(EXIT_USER_ERROR)
 
 
 def wait_for_coordinator(address: str, timeout: float) -> None:
