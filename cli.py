@@ -269,6 +269,11 @@ def _stop(signum, _frame):
     raise Stopped(signum)
 
 
+def out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocation that failed: NumPy's MemoryError or XLA's RESOURCE_EXHAUSTED."""
+    return isinstance(err, MemoryError) or "RESOURCE_EXHAUSTED" in str(err)
+
+
 def run_main(work, argv=None) -> int:
     """Call ``work(argv)`` and return its exit code (an int it returns, else 0); a ``UserError``
     becomes ``error: ...`` on stderr and ``EXIT_USER_ERROR``, Ctrl-C one line and ``EXIT_INTERRUPTED``."""
@@ -294,6 +299,13 @@ def run_main(work, argv=None) -> int:
         where = f" {err.filename}" if err.filename else ""
         print(f"error: cannot write{where} ({err.strerror or err}); free some space or choose another folder.",
               file=sys.stderr)
+        return EXIT_USER_ERROR
+    except (MemoryError, RuntimeError) as err:  # NumPy's or XLA's allocation failed: what was asked is too big
+        if not out_of_memory(err):
+            raise
+        said = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        print(f"error: out of memory ({said}); ask for less: a smaller --batch-size, --limit, --num-images, "
+              f"--latent-dim or --channels.", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:  # Ctrl-C outside training's own handling (loading data, compiling)
         print("interrupted (Ctrl-C) before anything was saved; nothing half-written is left.", file=sys.stderr)

@@ -314,6 +314,22 @@ def test_an_unwritable_weights_folder_is_one_sentence(tmp_path, capsys):
         os.chmod(tmp_path / "ro", 0o755)
 
 
+@pytest.mark.parametrize("failure", [MemoryError("Unable to allocate 1.12 TiB for an array"),
+                                     RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 9 GiB"),
+                                     RuntimeError("an unrelated fault")], ids=["numpy", "xla", "other"])
+def test_running_out_of_memory_is_one_sentence_and_other_faults_are_not_hidden(tmp_path, monkeypatch, capsys, failure):
+    def too_big(*_args, **_kwargs):
+        raise failure
+    monkeypatch.setattr(imagedata, "load", too_big)
+    if "unrelated" in str(failure):
+        with pytest.raises(RuntimeError, match="unrelated"):
+            main(tmp_path / "w", "--epochs", "1")
+        return
+    assert main(tmp_path / "w", "--epochs", "1") == EXIT_USER_ERROR
+    said = error_line(capsys)
+    assert said.startswith("error: out of memory (") and "--batch-size" in said, said
+
+
 @pytest.mark.parametrize("writer", [(checkpoints, "write_json"), (tensor_file, "write")], ids=["json", "tensors"])
 def test_a_full_disk_during_a_save_is_one_sentence_and_leaves_no_temporaries(tmp_path, monkeypatch, capsys, writer):
     def full(*_args, **_kwargs):
