@@ -244,6 +244,14 @@ def test_an_unreachable_coordinator_is_one_sentence_within_the_timeout(tmp_path,
     assert f"127.0.0.1:{port} did not answer" in error_line(capsys)
 
 
+@pytest.mark.parametrize("address", ["127.0.0.1:99999", "127.0.0.1", ":1234", "127.0.0.1:http"])
+@pytest.mark.parametrize("process_id", ["0", "1"])
+def test_a_malformed_coordinator_address_is_one_sentence_for_every_process(tmp_path, capsys, address, process_id):
+    assert main(tmp_path / "w", "--distributed", "--coordinator", address, "--num-processes", "2",
+                "--process-id", process_id, "--coordinator-timeout", "1") == EXIT_USER_ERROR
+    assert "--coordinator must be HOST:PORT" in error_line(capsys)
+
+
 def test_a_coordinator_nobody_joins_is_one_sentence_within_the_timeout(tmp_path):
     with socket.socket() as s:  # a free loopback port for process 0's coordinator
         s.bind(("127.0.0.1", 0))

@@ -181,6 +181,8 @@ def initialize_distributed(coordinator=None, num_processes=None, process_id=None
     coordinator = coordinator or env.get("JAX_COORDINATOR_ADDRESS")
     num_processes = num_processes if num_processes is not None else _int_env("JAX_NUM_PROCESSES")
     process_id = process_id if process_id is not None else _int_env("JAX_PROCESS_ID")
+    if coordinator:
+        host_and_port(coordinator)  # a malformed address is refused by every process alike
     if coordinator and process_id:
         wait_for_coordinator(coordinator, timeout)
     kwargs = {k: v for k, v in (("coordinator_address", coordinator), ("num_processes", num_processes),
@@ -214,15 +216,21 @@ def _nobody_joined(coordinator, num_processes, timeout) -> None:
     os._exit(EXIT_USER_ERROR)
 
 
+def host_and_port(address: str) -> tuple[str, int]:
+    """(host, port) of a ``HOST:PORT`` coordinator address; UserError when it is not one."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UserError(f"--coordinator must be HOST:PORT with a port from 1 to 65535, not {address!r}.")
+    return host.strip("[]"), int(port)
+
+
 def wait_for_coordinator(address: str, timeout: float) -> None:
     """Return once ``HOST:PORT`` accepts a TCP connection; UserError after ``timeout`` seconds."""
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise UserError(f"--coordinator must be HOST:PORT, not {address!r}.")
+    host, port = host_and_port(address)
     deadline = time.monotonic() + timeout
     while True:
         try:
-            socket.create_connection((host.strip("[]"), int(port)), timeout=min(5.0, max(timeout, 0.1))).close()
+            socket.create_connection((host, port), timeout=min(5.0, max(timeout, 0.1))).close()
             return
         except OSError as e:
             if time.monotonic() >= deadline:
