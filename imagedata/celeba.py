@@ -262,7 +262,10 @@ def split_members(source: Source, split: str, limit: int | None = None) -> list[
     if limit is not None:
         names = names[:limit]
     if not names:
-        raise UserError(f"the {split} split of CelebA in {source.path} has no images.")
+        listed = f"the partition file {source.partition}" if source.partition is not None else "CelebA's official split"
+        raise UserError(f"the {split} split of CelebA in {source.path} has no images ({listed} puts none of its "
+                        f"{len(images):,} there); leave that split out (train.py --val-images 0, load_data.py "
+                        f"--splits, the other scripts --split).")
     return [(n, images[n]) for n in names]
 
 

@@ -444,11 +444,18 @@ def test_a_cache_larger_than_the_free_disk_is_refused_before_decoding(celeba_cop
 
 
 def test_an_image_size_a_cache_cannot_hold_is_refused_by_the_flag(capsys):
-    import load_data
     with pytest.raises(SystemExit) as exit_:
         load_data.main(["--dataset", "faces", "--image-size", "100000"])
     assert exit_.value.code == EXIT_USER_ERROR
     assert "from 8 to 1024" in capsys.readouterr().err
+
+
+def test_a_split_the_partition_leaves_empty_says_how_to_leave_it_out(celeba_copy, tmp_path):
+    partition = celeba_copy / "list_eval_partition.txt"
+    partition.write_text("".join(f"{line.split()[0]} 0\n" for line in partition.read_text().splitlines()))
+    with pytest.raises(UserError, match=r"the val split .* has no images .*--val-images 0") as err:
+        load_split("celeba", "val", data_dir=str(celeba_copy), cache_dir=str(tmp_path / "cache"), progress=False)
+    assert "\n" not in str(err.value)
 
 
 def test_a_checkpoint_does_not_choose_where_scripts_write_caches():
