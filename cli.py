@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -269,6 +270,9 @@ def _stop(signum, _frame):
     raise Stopped(signum)
 
 
+INTERRUPTED_LEAVES = "each file written before it is complete, and nothing half-written is left"
+
+
 def out_of_memory(err: BaseException) -> bool:
     """Whether ``err`` is an allocation that failed: NumPy's MemoryError or XLA's RESOURCE_EXHAUSTED."""
     return isinstance(err, MemoryError) or "RESOURCE_EXHAUSTED" in str(err)
@@ -307,14 +311,15 @@ def run_main(work, argv=None) -> int:
         print(f"error: out of memory ({said}); ask for less: a smaller --batch-size, --limit, --num-images, "
               f"--latent-dim or --channels.", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:  # Ctrl-C outside training's own handling (loading data, compiling)
-        print("interrupted (Ctrl-C) before anything was saved; nothing half-written is left.", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C outside training's own handling (loading data, compiling, figures)
+        print(f"interrupted (Ctrl-C); {INTERRUPTED_LEAVES}.", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Stopped as stop:
-        print(f"stopped by {signal.Signals(stop.signum).name} before anything was saved; nothing half-written "
-              f"is left.", file=sys.stderr)
+        print(f"stopped by {signal.Signals(stop.signum).name}; {INTERRUPTED_LEAVES}.", file=sys.stderr)
         return 128 + stop.signum
     finally:
+        if argv is None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # a command whose work is over: Ctrl-C just ends it
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return code if isinstance(code, int) else 0

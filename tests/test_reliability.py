@@ -490,6 +490,20 @@ def test_ctrl_c_before_training_starts_is_one_line(monkeypatch, capsys, tmp_path
     assert "interrupted (Ctrl-C)" in err and "Traceback" not in err
 
 
+def test_ctrl_c_between_two_figures_says_the_written_one_is_complete(one_epoch, monkeypatch, capsys, tmp_path):
+    import evaluate
+    from analysis import figures
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(figures, "samples_grid", interrupted)
+    assert evaluate.main(["--weights-dir", str(one_epoch), "--out-dir", str(tmp_path / "o")]) == 130
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == ("interrupted (Ctrl-C); each file written before it is complete, and nothing "
+                                    "half-written is left.") and "Traceback" not in err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [evaluate.RECONSTRUCTION_FILE]
+
+
 def test_resume_keeps_the_runs_data_and_refuses_other_data_flags(one_epoch, tmp_path, capsys):
     """A plain --resume continues on the checkpoint's dataset; --dataset, --limit or --crop asking
     for other images is refused in one sentence, never mixed into the run."""
