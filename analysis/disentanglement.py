@@ -409,7 +409,7 @@ def check_model(params, dataset) -> None:
     size = dataset.IMAGE_SIZE
     if arch.in_channels != 3 or arch.image_size != size:
         raise UserError(f"The model takes {arch.in_channels}x{arch.image_size}x{arch.image_size} images, "
-                        f"but the dataset's are 3x{size}x{size}.")
+                        f"but the dataset's are 3x{size}x{size}; score a model trained on 3x{size}x{size} images.")
 
 
 def score(params, dataset, *, seed: int = 0, rng: np.random.Generator | None = None,
