@@ -89,6 +89,7 @@ def relative_errors(output):
     return [float(e) for e in re.findall(r"\b(?:vjp|fd|formula)\s+([0-9.]+e[+-]\d+)", output)]
 
 
+@pytest.mark.slow  # the whole script (20 s); its failing case below stays in the quick loop
 def test_check_gradients_all_passes():
     result = run_check("all")
     assert result.returncode == 0, result.stdout + result.stderr

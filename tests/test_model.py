@@ -94,7 +94,7 @@ def test_loss_and_grads_match_jax_grad_float64(arch, batch):
 
 
 @pytest.mark.parametrize("layout,chunk,batch", [("NCHW", None, 3), ("NHWC", None, 3), ("NHWC", 2, 5),
-                                                ("NCHW", 3, 7)])
+                                                pytest.param("NCHW", 3, 7, marks=pytest.mark.slow)])
 def test_every_layout_and_chunking_matches_jax_grad_float64(layout, chunk, batch):
     """The NHWC interior and the step taken in slices (with a remainder) are the same gradient."""
     with jax.enable_x64(True):
