@@ -59,7 +59,11 @@ def read_header(f, size: int) -> tuple[dict, dict, int]:
     """({name: entry}, metadata, start of the tensor bytes) of the open file ``f`` of ``size`` bytes."""
     if size < 8:
         raise TensorFileError(f"it has {size} bytes, fewer than the 8 of a safetensors header length")
-    (length,) = struct.unpack("<Q", f.read(8))
+    first = f.read(8)
+    (length,) = struct.unpack("<Q", first)
+    if length > MAX_HEADER and all(32 <= b < 127 or b in b"\t\n\r" for b in first):  # text: JSON, Markdown, ...
+        raise TensorFileError(f"it begins with the text {first.decode()!r}, where a safetensors file begins with "
+                              f"the length of its header")
     if length > min(MAX_HEADER, size - 8):
         raise TensorFileError(f"its header claims {length:,} bytes but the file holds {size - 8:,} after the length"
                               if length <= MAX_HEADER else f"its header claims {length:,} bytes, over the "

@@ -75,6 +75,14 @@ def test_duplicate_names_and_non_json_headers_are_refused(tmp_path):
         read_params(tmp_path / "jpeg.safetensors")
 
 
+@pytest.mark.parametrize("text", ['{\n  "epoch": 3, "step": 960}\n', "# a README\n\nwith words\n"])
+def test_a_text_file_given_as_parameters_is_called_text(tmp_path, text):
+    (tmp_path / "notes.safetensors").write_text(text)
+    with pytest.raises(UserError, match="it begins with the text") as err:
+        read_params(tmp_path / "notes.safetensors")
+    assert "\n" not in str(err.value)
+
+
 def test_params_round_trip_with_config_and_architecture_from_the_shapes(tmp_path):
     params = small_params()
     save_params(tmp_path / "model.safetensors", params, {"model": SMALL.as_dict(), "x": 1})
