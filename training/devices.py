@@ -27,6 +27,7 @@ from system.errors import EXIT_USER_ERROR, UserError
 
 DEVICES = ("auto", "cpu", "gpu")
 COORDINATOR_TIMEOUT_S = 120  # how long a process waits for --distributed's coordinator
+NATIVE_DEADLINE_AFTER_S = 10  # JAX's own deadline, which aborts natively, this long after ours
 CPU_IMAGES_PER_S = 170      # the seed's model at batch 512 on a 2-core x86_64 CPU (docs/speed.md)
 LONG_RUN_S = 30 * 60        # warn before CPU runs estimated longer than this
 INSTALL_CUDA13 = 'pip install -e ".[cuda13]"'
@@ -201,9 +202,6 @@ def initialize_distributed(coordinator=None, num_processes=None, process_id=None
     finally:
         if watchdog is not None:
             watchdog.cancel()
-
-
-NATIVE_DEADLINE_AFTER_S = 10
 
 
 def _nobody_joined(coordinator, num_processes, timeout) -> None:
