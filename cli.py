@@ -21,7 +21,7 @@ import imagedata
 from imagedata import DataOptions, celeba, cache
 from system import heap
 from system.arguments import positive_int
-from system.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError, count
+from system.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError, counted
 from training import RunDir, TrainConfig, load_run
 
 DEFAULT_WEIGHTS_DIR = "weights"
@@ -219,7 +219,7 @@ class Images:
     @property
     def note(self) -> str | None:
         if self.available < self.requested:
-            return (f"the {self.dataset} {self.split} split has only {count(self.available, 'image')}, "
+            return (f"the {self.dataset} {self.split} split has only {counted(self.available, 'image')}, "
                     f"so {'it was' if self.available == 1 else 'all of them were'} used instead of {self.requested}")
         return None
 

@@ -38,7 +38,7 @@ from analysis.latents import rank_dimensions
 from analysis.evaluation import encode_images
 from analysis.image_metrics import mean_kl_per_dimension
 from system.arguments import int_at_least, non_negative_int, positive_int, seed_int
-from system.errors import UserError, count
+from system.errors import UserError, counted
 
 RECONSTRUCTION_FILE = "reconstruction_grid.png"
 SAMPLES_FILE = "generated_faces.png"
@@ -104,7 +104,7 @@ def _run(argv):
     checkpoint, data = cli.load_for_script(args, max(args.num_images, args.rank_images, args.traverse_index + 1),
                                            note=False)
     if args.traverse_index >= len(data.images):
-        raise UserError(f"--traverse-index {args.traverse_index} is past the {count(len(data.images), 'image')} "
+        raise UserError(f"--traverse-index {args.traverse_index} is past the {counted(len(data.images), 'image')} "
                         f"of the {data.dataset} {data.split} split; pick one below {len(data.images)}.")
     if data.note:
         print(f"note: {data.note}.", file=sys.stderr)

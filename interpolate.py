@@ -25,7 +25,7 @@ import cli
 from analysis import figures, own_images
 from analysis.latents import MODES
 from system.arguments import non_negative_int, positive_int
-from system.errors import UserError, count
+from system.errors import UserError, counted
 
 INTERPOLATION_FILE = "latent_interpolation.png"
 DEFAULT_PAIRS = ((0, 1), (2, 3), (4, 5))
@@ -75,10 +75,10 @@ def default_pairs_within(data) -> list[tuple[int, int]]:
     n = len(data.images)
     pairs = [p for p in DEFAULT_PAIRS if max(p) < n]
     if not pairs:
-        raise UserError(f"the {data.dataset} {data.split} split has {count(n, 'image')}, and an "
+        raise UserError(f"the {data.dataset} {data.split} split has {counted(n, 'image')}, and an "
                         f"interpolation needs two; pick another --split or give two files with --pair FILE FILE.")
     if len(pairs) < len(DEFAULT_PAIRS):
-        print(f"note: the {data.dataset} {data.split} split has {count(n, 'image')}, so only "
+        print(f"note: the {data.dataset} {data.split} split has {counted(n, 'image')}, so only "
               f"{' '.join(f'{a}:{b}' for a, b in pairs)} of the default pairs are drawn.", file=sys.stderr)
     return pairs
 

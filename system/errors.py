@@ -8,6 +8,6 @@ class UserError(Exception):
     """A problem with the user's input (data, checkpoint, flags, disk), said in one sentence with what to do."""
 
 
-def count(n: int, noun: str) -> str:
+def counted(n: int, noun: str) -> str:
     """``n`` and ``noun`` for a message, plural unless n is 1: "1 image", "10,240 images"."""
     return f"{n:,} {noun}{'' if n == 1 else 's'}"

@@ -20,7 +20,7 @@ import imagedata
 from analysis.evaluation import loss_on
 from imagedata.batches import iterate_batches, num_batches, to_device
 from model import Architecture, adamw, build, init_state, load_params
-from system.errors import UserError, count
+from system.errors import UserError, counted
 
 from . import checkpoints, signals
 from .config import OPTIMIZER_FIELDS, TrainConfig
@@ -165,7 +165,7 @@ def start(config: TrainConfig, folder: RunDir, resume: bool, resume_from, progre
         val_images = imagedata.load(replace(config.data, limit=run_options.val_images), "val", progress=progress)
     steps_per_epoch = num_batches(len(train_images), run_options.batch_size)
     if steps_per_epoch == 0:
-        raise UserError(f"The training set has {count(len(train_images), 'image')}, fewer than one batch of "
+        raise UserError(f"The training set has {counted(len(train_images), 'image')}, fewer than one batch of "
                         f"{run_options.batch_size}; lower --batch-size or raise --limit.")
     vae = build(config.model)
     step_hparams = config.step_hparams(run_options.epochs * steps_per_epoch)  # the schedule spans the planned run
