@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import re
 import signal
 import sys
 import tempfile
 import threading
+import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -278,6 +280,18 @@ def out_of_memory(err: BaseException) -> bool:
     return isinstance(err, MemoryError) or "RESOURCE_EXHAUSTED" in str(err)
 
 
+def unavailable_backend(err: BaseException) -> str | None:
+    """The backend JAX failed to start, when ``err`` is that failure: its "Unable to initialize backend
+    'tpu'" error, or the assertion its backend registry fails when $JAX_PLATFORMS names none it has."""
+    found = re.match(r"Unable to initialize backend '([^']+)'", str(err).strip())
+    if found:
+        return repr(found.group(1))
+    frames = traceback.extract_tb(err.__traceback__)
+    if isinstance(err, AssertionError) and frames and frames[-1].filename.endswith("xla_bridge.py"):
+        return f"$JAX_PLATFORMS={os.environ.get('JAX_PLATFORMS', '')!r} asks for"
+    return None
+
+
 def run_main(work, argv=None) -> int:
     """Call ``work(argv)`` and return its exit code (an int it returns, else 0); a ``UserError``
     becomes ``error: ...`` on stderr and ``EXIT_USER_ERROR``, Ctrl-C one line and ``EXIT_INTERRUPTED``."""
@@ -304,12 +318,16 @@ def run_main(work, argv=None) -> int:
         print(f"error: cannot write{where} ({err.strerror or err}); free some space or choose another folder.",
               file=sys.stderr)
         return EXIT_USER_ERROR
-    except (MemoryError, RuntimeError) as err:  # NumPy's or XLA's allocation failed: what was asked is too big
-        if not out_of_memory(err):
-            raise
+    except (MemoryError, RuntimeError, AssertionError) as err:  # an allocation failed, or JAX has no backend
         said = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        print(f"error: out of memory ({said}); ask for less: a smaller --batch-size, --limit, --num-images, "
-              f"--latent-dim or --channels.", file=sys.stderr)
+        if out_of_memory(err):
+            print(f"error: out of memory ({said}); ask for less: a smaller --batch-size, --limit, --num-images, "
+                  f"--latent-dim or --channels.", file=sys.stderr)
+        elif backend := unavailable_backend(err):
+            print(f"error: JAX could not start the backend {backend}; unset $JAX_PLATFORMS or name one this "
+                  f"machine has (cpu, or cuda with GPU JAX installed).", file=sys.stderr)
+        else:
+            raise
         return EXIT_USER_ERROR
     except KeyboardInterrupt:  # Ctrl-C outside training's own handling (loading data, compiling, figures)
         print(f"interrupted (Ctrl-C); {INTERRUPTED_LEAVES}.", file=sys.stderr)

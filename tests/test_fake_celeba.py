@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 
-import imagedata
 from test_data import load_split
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import imagedata
 import train
 from imagedata import celeba
 from training import devices
@@ -139,6 +138,18 @@ def test_missing_celeba_lists_the_search_and_names_the_kaggle_dataset(tmp_path, 
     message = str(e.value)
     for needle in ("data/celeba", celeba.DATA_DIR_ENV, str(tmp_path / "kaggle" / "input"), celeba.KAGGLE_DATASET):
         assert needle in message, needle
+
+
+@pytest.mark.parametrize("platforms", ["tpu", "cuda"])
+def test_a_backend_jax_platforms_names_but_the_machine_lacks_is_one_sentence(tmp_path, platforms):
+    if platforms == "cuda" and devices.has_gpu():
+        pytest.skip("this machine has a GPU")
+    env = dict(os.environ, JAX_PLATFORMS=platforms, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, str(ROOT / "metrics.py"), "--num-images", "2", "--out-dir",
+                           str(tmp_path / "o")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == EXIT_USER_ERROR, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: JAX could not start the backend") and "Traceback" not in done.stderr, done.stderr
 
 
 # --------------------------------------------------------------------------- --distributed
