@@ -96,7 +96,7 @@ def _run(argv):
     else:
         pairs = choose_pairs(args)
         checkpoint, data = cli.load_for_script(args, 1 + max(max(p) for p in pairs), note=False)
-        if pairs == list(DEFAULT_PAIRS):
+        if args.pairs is None and args.index_a is None and args.index_b is None:  # the defaults: as many as fit
             pairs = default_pairs_within(data)
     names = [Path(f).name for f in args.pair] if args.pair is not None else None
     path = figures.interpolation_figure(checkpoint.params, data.images, pairs, Path(args.out_dir) / INTERPOLATION_FILE,
