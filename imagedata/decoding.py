@@ -187,7 +187,10 @@ def decode_in_workers(tasks: list, num_workers: int) -> Iterator[tuple[np.ndarra
             process.terminate()
         raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            pool.shutdown(wait=True, cancel_futures=True)
+        except RuntimeError:  # a stop landed while the pool was starting its manager thread, which cannot be joined
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 PR_SET_PDEATHSIG = 1  # <sys/prctl.h>

@@ -190,6 +190,26 @@ def children_of(pid: int) -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_stop_while_the_pool_starts_is_the_stop_not_a_join_error(monkeypatch):
+    """A signal can land while the pool starts its manager thread, which then cannot be joined:
+    the stop must still be what surfaces (a traceback of RuntimeError was seen under SIGTERM)."""
+    import concurrent.futures
+    shutdowns = []
+
+    def stopped(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        shutdowns.append(wait)
+        if wait:
+            raise RuntimeError("cannot join thread before it is started")
+    monkeypatch.setattr(concurrent.futures.ProcessPoolExecutor, "submit", stopped)
+    monkeypatch.setattr(concurrent.futures.ProcessPoolExecutor, "shutdown", shutdown)
+    with pytest.raises(KeyboardInterrupt):
+        list(decoding.decode_in_workers([("folder", "x", [], None, 8)] * 2, 2))
+    assert shutdowns == [True, False]
+
+
 def test_sigterm_during_a_cache_build_ends_the_workers_and_leaves_no_temporary(tmp_path):
     root = tmp_path / "photos"
     for i in range(1500):
