@@ -21,9 +21,10 @@ import sys
 import cli
 import imagedata
 from model.precision import COMPUTE_DTYPES
+from system import signals
 from system.arguments import non_negative_float, non_negative_int, positive_float, positive_int, seed_int, unit_interval
 from system.errors import UserError
-from training import PRESETS, TrainConfig, devices, signals, train
+from training import PRESETS, TrainConfig, devices, train
 from training.config import LR_SCHEDULES, PART_OF
 from training.monitor import Monitor
 

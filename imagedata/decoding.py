@@ -25,6 +25,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageOps
 
+from system import signals
 from system.errors import UserError
 
 IMAGE_SIZE = 64
@@ -168,10 +169,13 @@ def decode_in_workers(tasks: list, num_workers: int) -> Iterator[tuple[np.ndarra
         pending: collections.deque = collections.deque()
         todo = iter(tasks)
         window = 4 * num_workers  # bounds the decoded chunks waiting in memory
-        for task in todo:
-            pending.append(pool.submit(_decode_chunk, task))
-            if len(pending) >= window:
-                break
+        with signals.recorded() as stops:  # the pool spawns its workers here: a stop must not cut a spawn short
+            for task in todo:
+                pending.append(pool.submit(_decode_chunk, task))
+                if len(pending) >= window:
+                    break
+        for signum in stops:  # the workers are whole: the stop acts now, with the handlers it had
+            signal.raise_signal(signum)
         while pending:
             result = pending.popleft().result()
             nxt = next(todo, None)

@@ -210,6 +210,24 @@ def test_a_stop_while_the_pool_starts_is_the_stop_not_a_join_error(monkeypatch):
     assert shutdowns == [True, False]
 
 
+def test_ctrl_c_while_the_pool_spawns_waits_until_every_worker_is_whole(monkeypatch):
+    import concurrent.futures
+    submitted = []
+
+    def submit(self, fn, task):
+        if not submitted:
+            os.kill(os.getpid(), signal.SIGINT)  # lands while the first worker would be spawning
+        submitted.append(task)
+        done = concurrent.futures.Future()
+        done.set_result(None)
+        return done
+    monkeypatch.setattr(concurrent.futures.ProcessPoolExecutor, "submit", submit)
+    tasks = [("folder", "x", [], None, 8)] * 20
+    with pytest.raises(KeyboardInterrupt):
+        list(decoding.decode_in_workers(tasks, 2))
+    assert len(submitted) == 8  # the whole first window (4 per worker), then the stop
+
+
 def test_sigterm_during_a_cache_build_ends_the_workers_and_leaves_no_temporary(tmp_path):
     root = tmp_path / "photos"
     for i in range(1500):

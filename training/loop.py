@@ -20,9 +20,10 @@ import imagedata
 from analysis.evaluation import loss_on
 from imagedata.batches import iterate_batches, num_batches, to_device
 from model import Architecture, adamw, build, init_state, load_params
+from system import signals
 from system.errors import UserError, counted
 
-from . import checkpoints, signals
+from . import checkpoints
 from .config import OPTIMIZER_FIELDS, TrainConfig
 from .devices import device_layout, place_batch
 from .rundir import RunDir

@@ -4,7 +4,7 @@ SIGINT (Ctrl-C), SIGTERM (as Kaggle, Colab, SLURM and docker send), SIGHUP (a cl
 a dropped ssh session), SIGUSR1 and SIGUSR2 (what SLURM's ``--signal`` and other schedulers send
 before a time limit). Inside ``recorded()`` a signal only appends its number to a list the
 training loop polls, so a step or a checkpoint save is never cut in half and a second Ctrl-C
-cannot raise a traceback.
+cannot raise a traceback; the decoding pool holds them the same way while it spawns its workers.
 """
 from __future__ import annotations
 
